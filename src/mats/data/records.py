@@ -125,3 +125,18 @@ def read_bench(path: str | Path) -> list[dict[str, Any]]:
             obj["audio"] = str((path.parent / audio).resolve())
         rows.append(obj)
     return rows
+
+
+def read_pairs(path: str | Path, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """(audio paths, captions) from a JSONL of {"audio", "caption"} pairs (audio resolved)."""
+    path = Path(path)
+    audio, captions = [], []
+    for n, obj in enumerate(read_jsonl(path), 1):
+        if "audio" not in obj or "caption" not in obj:
+            raise RecordError(f"{path}:{n}: a pair needs 'audio' and 'caption'")
+        a = Path(obj["audio"])
+        audio.append(str(a if a.is_absolute() else (path.parent / a).resolve()))
+        captions.append(obj["caption"])
+        if limit and len(audio) >= limit:
+            break
+    return audio, captions

@@ -1,0 +1,3 @@
+from mats.cli import main
+
+main()

@@ -1,0 +1,198 @@
+"""Audio input: decode, down-mix, resample, and cut into fixed-length windows — deterministically.
+
+    load_audio(item, sample_rate)        -> (N,) float32 mono at `sample_rate`
+    to_windows(wave, sample_rate, cfg)   -> (W, n) float32, n = round(cfg.clip_seconds * sample_rate)
+    prepare_audio(item, sample_rate, cfg) = to_windows(load_audio(item, sample_rate), ...)
+
+An item is a path (str or Path) or a tuple `(array, sample_rate)`. A 2-D array is read as
+(channels, samples) when its first axis is the shorter one and has at most MAX_CHANNELS entries,
+otherwise as (samples, channels) — soundfile's layout — whose channel axis must then have at most
+MAX_CHANNELS entries. Channels are averaged to mono.
+
+Nothing here is random: the same input always gives the same windows, bit for bit (the official
+MATS code random-cropped at inference, so its embeddings changed from call to call).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from mats.config import AudioConfig
+
+MAX_CHANNELS = 8  # an array axis this short (or shorter) can be a channel axis
+RESAMPLE_QUALITY = "VHQ"  # soxr's very-high-quality filter; deterministic
+ARRAY_NAME = "<array>"  # how in-memory audio is named in error messages
+
+
+class AudioError(Exception):
+    """Audio input that cannot be used. The message is always "<file>: <reason>"."""
+
+
+AudioItem = Any  # str | Path | tuple[np.ndarray, int]
+
+
+def describe(item: AudioItem) -> str:
+    """The name an item goes by in messages and progress output: its path, or "<array>"."""
+    return str(item) if isinstance(item, (str, Path)) else ARRAY_NAME
+
+
+# --------------------------------------------------------------------------------------------
+# decoding
+
+
+def load_audio(item: AudioItem, sample_rate: int) -> np.ndarray:
+    """Decode `item` to float32 mono at `sample_rate`. Returns (N,). Raises AudioError."""
+    name = describe(item)
+    if _as_rate(sample_rate) is None:
+        raise AudioError(f"{name}: target sample rate must be a positive integer, got {sample_rate!r}")
+    sample_rate = _as_rate(sample_rate)
+    if isinstance(item, (str, Path)):
+        frames, source_rate = _read_file(Path(item))  # (N, C)
+    elif isinstance(item, tuple) and len(item) == 2:
+        frames, source_rate = _from_array(item[0], item[1])  # (N, C)
+    else:
+        raise AudioError(
+            f"{name}: expected a file path or an (array, sample_rate) tuple, got {type(item).__name__}"
+        )
+
+    if frames.shape[0] == 0:
+        raise AudioError(f"{name}: audio is empty (zero samples)")
+    if not np.isfinite(frames).all():
+        raise AudioError(f"{name}: audio contains NaN or infinite samples")
+
+    mono = frames.mean(axis=1, dtype=np.float64).astype(np.float32)  # (N,) average of channels
+    if source_rate != sample_rate:
+        mono = soxr.resample(mono, source_rate, sample_rate, quality=RESAMPLE_QUALITY)  # (N',)
+        if mono.shape[0] == 0:
+            raise AudioError(f"{name}: audio is too short to resample from {source_rate} to {sample_rate} Hz")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _as_rate(rate: Any) -> int | None:
+    """A positive whole number of Hz as int (integral floats accepted), else None."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        return None
+    if not np.isfinite(rate) or rate <= 0 or float(rate) != int(rate):
+        return None
+    return int(rate)
+
+
+def _read_file(path: Path) -> tuple[np.ndarray, int]:
+    """soundfile decode -> ((N, C) float32, sample rate), with its errors translated."""
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    try:
+        frames, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, C)
+    except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as err:
+        # LibsndfileError carries libsndfile's own reason ("Format not recognised.") without the path
+        reason = getattr(err, "error_string", None) or str(err) or type(err).__name__
+        raise AudioError(f"{path}: not a readable audio file ({reason.rstrip('.')})") from None
+    if rate <= 0:
+        raise AudioError(f"{path}: header gives sample rate {rate}; must be positive")
+    return frames, int(rate)
+
+
+def _from_array(array: Any, rate: Any) -> tuple[np.ndarray, int]:
+    """(array, sample_rate) -> ((N, C) float32, sample rate), following the module's layout rule."""
+    name = ARRAY_NAME
+    if _as_rate(rate) is None:
+        raise AudioError(f"{name}: sample rate must be a positive integer, got {rate!r}")
+    data = np.asarray(array)
+    if np.issubdtype(data.dtype, np.integer) and not np.issubdtype(data.dtype, np.bool_):
+        # PCM integers -> [-1, 1), as soundfile does when it decodes integer files
+        data = data.astype(np.float64) / float(2 ** (8 * data.dtype.itemsize - 1))
+    elif not np.issubdtype(data.dtype, np.floating):
+        raise AudioError(f"{name}: samples must be floats or integers, got dtype {data.dtype}")
+
+    if data.ndim == 1:
+        frames = data[:, None]  # (N, 1)
+    elif data.ndim == 2:
+        first, second = data.shape
+        if first < second and first <= MAX_CHANNELS:
+            frames = data.T  # (C, N) -> (N, C)
+        elif second <= MAX_CHANNELS:
+            frames = data  # (N, C)
+        else:
+            raise AudioError(
+                f"{name}: 2-D array of shape {data.shape} has no channel axis of at most "
+                f"{MAX_CHANNELS} entries"
+            )
+    else:
+        raise AudioError(f"{name}: expected a 1-D or 2-D array, got shape {data.shape}")
+    return frames.astype(np.float32), _as_rate(rate)
+
+
+# --------------------------------------------------------------------------------------------
+# windows
+
+
+def window_samples(sample_rate: int, cfg: AudioConfig) -> int:
+    """Samples per window: round(clip_seconds * sample_rate)."""
+    return int(round(cfg.clip_seconds * sample_rate))
+
+
+def to_windows(wave: np.ndarray, sample_rate: int, cfg: AudioConfig) -> np.ndarray:
+    """Cut a mono wave (N,) into fixed windows (W, n), n = round(cfg.clip_seconds * sample_rate).
+
+    - N <= n: the clip is tiled and cut to n samples (repeat padding), W = 1.
+    - N > n, long_mode "center_crop": the centre n samples, W = 1.
+    - N > n, long_mode "mean_pool": consecutive non-overlapping windows from the start; when N is
+      not a multiple of n the last window is the final n samples (it overlaps its neighbour, so
+      nothing is padded or lost). When that gives more than cfg.max_windows windows, max_windows
+      window starts are spread evenly from the first to the last possible start (one window: the
+      centre crop).
+    """
+    n = window_samples(sample_rate, cfg)
+    if n < 1:
+        raise AudioError(
+            f"{ARRAY_NAME}: clip_seconds={cfg.clip_seconds} at {sample_rate} Hz gives {n} samples "
+            "per window; need at least 1"
+        )
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise AudioError(f"{ARRAY_NAME}: expected a mono wave of shape (N,), got {wave.shape}")
+    length = wave.shape[0]
+    if length == 0:
+        raise AudioError(f"{ARRAY_NAME}: audio is empty (zero samples)")
+
+    if length <= n:
+        repeats = -(-n // length)  # ceil(n / length)
+        return np.tile(wave, repeats)[:n][None, :].copy()  # (1, n)
+
+    if cfg.long_mode == "center_crop":
+        return _take(wave, [(length - n) // 2], n)  # (1, n)
+    if cfg.long_mode != "mean_pool":
+        raise AudioError(f"{ARRAY_NAME}: unknown long_mode {cfg.long_mode!r}")
+    if cfg.max_windows < 1:
+        raise AudioError(f"{ARRAY_NAME}: max_windows must be at least 1, got {cfg.max_windows}")
+
+    starts = list(range(0, length - n + 1, n))
+    if starts[-1] != length - n:
+        starts.append(length - n)  # final n samples: covers the tail without padding
+    if len(starts) > cfg.max_windows:
+        if cfg.max_windows == 1:
+            starts = [(length - n) // 2]
+        else:
+            starts = np.round(np.linspace(0, length - n, cfg.max_windows)).astype(int).tolist()
+    return _take(wave, starts, n)  # (W, n)
+
+
+def _take(wave: np.ndarray, starts: list[int], n: int) -> np.ndarray:
+    return np.stack([wave[s : s + n] for s in starts]).astype(np.float32)  # (W, n)
+
+
+def prepare_audio(item: AudioItem, sample_rate: int, cfg: AudioConfig) -> np.ndarray:
+    """Load `item` and cut it into windows: (W, n) float32. Errors name the item."""
+    wave = load_audio(item, sample_rate)
+    try:
+        return to_windows(wave, sample_rate, cfg)
+    except AudioError as err:
+        # to_windows only knows it has an array; put the item's own name on the message
+        raise AudioError(str(err).replace(ARRAY_NAME, describe(item), 1)) from None

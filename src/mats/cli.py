@@ -1,0 +1,146 @@
+"""The `mats` command line (typer) over the Python API.
+
+Errors are one clear line on stderr and a non-zero exit code, never a traceback
+(set MATS_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="MATS: an audio-language model trained with text-only supervision.")
+data_app = typer.Typer(no_args_is_help=True, help="Build and import data.")
+app.add_typer(data_app, name="data")
+
+ModelOpt = typer.Option(None, "--model", "-m", help="Model directory or embedded model name.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document.")
+
+
+def _emit(doc, as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(doc, ensure_ascii=False, indent=None) if as_json else text)
+
+
+def _load(model: Optional[str]):
+    from mats.api import load
+
+    return load(model)
+
+
+@app.command()
+def ask(audio: Path, question: str, model: Optional[str] = ModelOpt, as_json: bool = JsonOpt,
+        beams: int = typer.Option(1, help="Beam width (1 = greedy).")):
+    """Answer a question about an audio file."""
+    answer = _load(model).ask(str(audio), question, num_beams=beams)
+    _emit({"audio": str(audio), "question": question, "answer": answer}, as_json, answer)
+
+
+@app.command()
+def caption(audio: list[Path], model: Optional[str] = ModelOpt, as_json: bool = JsonOpt,
+            beams: int = typer.Option(1, help="Beam width (1 = greedy).")):
+    """Describe one or more audio files."""
+    caps = _load(model).caption([str(a) for a in audio], num_beams=beams)
+    docs = [{"audio": str(a), "caption": c} for a, c in zip(audio, caps)]
+    _emit(docs, as_json, "\n".join(f"{a}\t{c}" for a, c in zip(audio, caps)))
+
+
+@app.command()
+def classify(audio: list[Path], labels: str = typer.Option(..., help='Comma-separated: "a,b,c".'),
+             model: Optional[str] = ModelOpt, as_json: bool = JsonOpt):
+    """Classify audio files against a label set (generate, then match by text encoder)."""
+    label_list = [x.strip() for x in labels.split(",") if x.strip()]
+    results = _load(model).classify([str(a) for a in audio], label_list)
+    docs = [{"audio": str(a), "label": r["label"], "scores": {k: round(v, 6) for k, v in r["scores"].items()}}
+            for a, r in zip(audio, results)]
+    _emit(docs, as_json, "\n".join(f"{d['audio']}\t{d['label']}" for d in docs))
+
+
+@app.command()
+def choose(audio: Path, question: str, choices: str = typer.Option(..., help='"a|b|c"'),
+           model: Optional[str] = ModelOpt, as_json: bool = JsonOpt):
+    """Multiple choice (MMAU prompt): pick one of the choices."""
+    choice_list = [x.strip() for x in choices.split("|") if x.strip()]
+    answer = _load(model).choose(str(audio), question, choice_list)
+    _emit({"audio": str(audio), "question": question, "answer": answer}, as_json, answer)
+
+
+@app.command()
+def train(config: Path, out: Path = typer.Option(Path("runs/latest"), help="Output directory."),
+          max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps."),
+          resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out.")):
+    """Train text-only from a YAML preset (torchrun -m mats train ... for DDP)."""
+    from mats.config import load_config
+    from mats.train import train as run_train
+
+    final = run_train(load_config(config), out, max_steps=max_steps, resume=resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"model saved to {final}")
+
+
+@app.command("eval")
+def evaluate(bench: str = typer.Option(..., help="Benchmark name, spec or JSONL path."),
+             model: Optional[str] = ModelOpt, as_json: bool = JsonOpt,
+             out: Optional[Path] = typer.Option(None, help="Write predictions.jsonl and metrics.json here."),
+             limit: Optional[int] = typer.Option(None, help="Evaluate the first N items only.")):
+    """Evaluate a model on a benchmark."""
+    from mats.evaluate.runner import evaluate as run_eval
+
+    result = run_eval(_load(model), bench, out_dir=out, limit=limit)
+    text = "\n".join([f"bench {result['bench']}  n={result['n']}"] +
+                     [f"  {k}: {v}" for k, v in result["metrics"].items()])
+    _emit(result, as_json, text)
+
+
+@app.command()
+def sigma(pairs: Path = typer.Argument(..., help="JSONL of {audio, caption} pairs (about 30)."),
+          model: Optional[str] = ModelOpt, n: int = typer.Option(30, help="Pairs to use.")):
+    """Estimate the noise variance sigma from paired audio/text embeddings (Deshmukh et al. 2024)."""
+    from mats.data.records import read_pairs
+    from mats.noise import estimate_sigma
+
+    pipe = _load(model)
+    audio, captions = read_pairs(pairs, n)
+    a = pipe.embed_audio(audio)
+    t = pipe.encoder.embed_text(captions)
+    typer.echo(f"{estimate_sigma(a, t):.6f}")
+
+
+@data_app.command("build")
+def data_build(profile: str = typer.Option("tiny", help="tiny | full"),
+               out: Path = typer.Option(Path("data/soundworld"), help="Output directory."),
+               seed: int = typer.Option(0)):
+    """Build SoundWorld: recordings, scenes, CLAP pairs, AudioTIA records, benchmarks."""
+    from mats.data.soundworld import build
+
+    summary = build(profile, out, seed=seed)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
+def demo():
+    """Run the main job on the embedded default model (or a tiny model trained on the spot)."""
+    from mats.demo import run_demo
+
+    run_demo()
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as err:  # one line, never a traceback
+        if os.environ.get("MATS_DEBUG"):
+            raise
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        typer.echo(f"error: {msg}", err=True)
+        sys.exit(1)

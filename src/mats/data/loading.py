@@ -1,0 +1,26 @@
+"""Resolve the `data.train` entries of a config into AudioTIA records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mats.data.records import AudioTIARecord, RecordError, read_audiotia
+
+
+def load_training_records(specs: list[str], max_records: int | None = None) -> list[AudioTIARecord]:
+    """Each spec is `synthetic:N`, an AudioTIA `.jsonl`, or an official MATS `.json` file."""
+    if not specs:
+        raise RecordError("data.train is empty: give AudioTIA .jsonl files (or synthetic:N)")
+    records: list[AudioTIARecord] = []
+    for spec in specs:
+        if spec.startswith("synthetic:"):
+            from mats.data.synthetic import synthetic_records
+
+            records += synthetic_records(int(spec.split(":", 1)[1]))
+        elif spec.endswith(".json"):
+            from mats.data.importers import import_mats_json
+
+            records += import_mats_json(Path(spec))
+        else:
+            records += read_audiotia(spec)
+    return records[:max_records] if max_records else records

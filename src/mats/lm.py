@@ -1,0 +1,140 @@
+"""The frozen causal language model, its tokenizer, and LoRA adapters (peft).
+
+Backends:
+- `hf`: any transformers causal LM + tokenizer from a local directory (never the hub).
+- `tiny-gpt2`: a random GPT2LMHeadModel built in code, with a byte-level BPE tokenizer trained
+  (with `tokenizers`) on the training texts. For tests and smoke runs.
+A model whose LM was built in code exports it into its own directory on save, so it reloads
+through the `hf` backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mats.config import LMConfig, LoraConfig
+
+EOS = "<|endoftext|>"
+
+
+class LMError(Exception):
+    """The language model or its tokenizer cannot be built or loaded."""
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on `texts` (deterministic for the same texts)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(sorted(set(texts)), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=EOS)
+
+
+def build_lm(cfg: LMConfig, base_dir: Path | None = None, corpus: list[str] | None = None):
+    """Return (model, tokenizer), frozen and in eval mode."""
+    if cfg.backend == "hf":
+        model, tokenizer = _load_hf(cfg, base_dir)
+    elif cfg.backend == "tiny-gpt2":
+        model, tokenizer = _build_tiny_gpt2(cfg, corpus)
+    else:
+        raise LMError(f"unknown LM backend {cfg.backend!r}; expected 'hf' or 'tiny-gpt2'")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.requires_grad_(False)
+    model.eval()
+    return model, tokenizer
+
+
+def _load_hf(cfg: LMConfig, base_dir: Path | None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not cfg.path:
+        raise LMError("the 'hf' LM backend needs lm.path: a local model directory")
+    path = Path(cfg.path)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.is_dir():
+        raise LMError(f"{path}: LM directory not found (models are never fetched from a hub)")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise LMError(f"{path}: cannot load a causal LM and tokenizer ({err})") from None
+    return model, tokenizer
+
+
+def _build_tiny_gpt2(cfg: LMConfig, corpus: list[str] | None):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    o = dict(cfg.options)
+    if not corpus:
+        raise LMError("the tiny-gpt2 backend trains its tokenizer on the training texts; none given")
+    tokenizer = train_bpe(corpus, o.get("vocab_size", 1024))
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=o.get("n_positions", 256),
+        n_embd=o.get("n_embd", 64),
+        n_layer=o.get("n_layer", 2),
+        n_head=o.get("n_head", 4),
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(o.get("seed", 0))
+    return GPT2LMHeadModel(config), tokenizer
+
+
+def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
+    """Wrap `model` with LoRA adapters; only the adapters train."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    peft_cfg = PeftLoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=list(cfg.target_modules),
+        fan_in_fan_out=cfg.fan_in_fan_out,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_cfg)
+
+
+def base_state_dict(peft_model: nn.Module) -> dict[str, torch.Tensor]:
+    """The frozen base LM's weights out of a LoRA-wrapped model, under their original names."""
+    base = peft_model.get_base_model()
+    out = {}
+    for key, value in base.state_dict().items():
+        if "lora_" in key:
+            continue
+        out[key.replace(".base_layer.", ".")] = value
+    return out
+
+
+def export_lm(peft_model: nn.Module, tokenizer, directory: Path) -> None:
+    """Write the base LM (without adapters) and tokenizer so the `hf` backend reloads them."""
+    from transformers import AutoModelForCausalLM
+
+    directory.mkdir(parents=True, exist_ok=True)
+    config = peft_model.get_base_model().config
+    clean = AutoModelForCausalLM.from_config(config)
+    missing, unexpected = clean.load_state_dict(base_state_dict(peft_model), strict=False)
+    # Tied output embeddings may be absent from the state dict; anything else is a bug.
+    if unexpected or any("lm_head" not in k for k in missing):
+        raise LMError(f"cannot export LM: missing {missing}, unexpected {unexpected}")
+    clean.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)

@@ -1,0 +1,217 @@
+"""MATS: prefix assembly, loss, batched generation, save/load.
+
+One class serves training and inference (ClipCap's habit of writing the model twice is what we
+avoid). The frozen encoder is held by reference, not as a submodule, so it never appears in the
+state dict, the optimiser or DDP; only the mapper and the LoRA adapters train and are saved.
+
+Sequence layout (one row per sample):
+    train:    [pre] [audio prefix (P)] [post(instruction)] [answer + eos] [pad ...]   right-padded
+    generate: [pad ...] [pre] [audio prefix (P)] [post(instruction)]                  left-padded
+`pre`/`post` come from the prompt template split at "{audio}". Labels are -100 everywhere but
+the answer tokens and the final eos.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mats.config import ModelConfig, from_dict, to_dict
+from mats.lm import apply_lora, build_lm, export_lm
+from mats.mapper import Mapper
+
+IGNORE = -100
+WEIGHTS = "model.safetensors"
+MEMORY = "santa.safetensors"
+CONFIG = "config.json"
+
+
+class ModelError(Exception):
+    """A saved model is missing, incomplete or inconsistent."""
+
+
+@dataclass
+class TokenizedPrompt:
+    """Token ids of one sample, without the audio prefix."""
+
+    post: list[int]  # instruction part after the prefix
+    answer: list[int]  # answer + eos (empty at inference)
+
+
+class MATS(nn.Module):
+    def __init__(self, cfg: ModelConfig, encoder, lm: nn.Module, tokenizer, memory=None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.__dict__["encoder"] = encoder  # frozen, deliberately not a submodule
+        self.tokenizer = tokenizer
+        self.memory = memory  # SantaMemory or None
+        self.lm = apply_lora(lm, cfg.lora)
+        lm_dim = lm.get_input_embeddings().embedding_dim
+        self.mapper = Mapper(cfg.mapper, encoder.dim, lm_dim)
+        pre, _, post = cfg.prompt.template.partition("{audio}")
+        if "{instruction}" not in post:
+            raise ModelError("prompt.template must contain {audio} followed by {instruction}")
+        self._pre_ids = tokenizer(pre, add_special_tokens=False)["input_ids"]
+        self._post_template = post
+
+    # ---------------------------------------------------------------- construction
+
+    @classmethod
+    def build(cls, cfg: ModelConfig, encoder=None, corpus: list[str] | None = None,
+              base_dir: Path | None = None) -> MATS:
+        """A fresh (untrained) model; `corpus` trains the tokenizer of built-in LMs."""
+        from mats.encoders import build_encoder
+
+        encoder = encoder if encoder is not None else build_encoder(cfg.encoder, base_dir)
+        lm, tokenizer = build_lm(cfg.lm, base_dir, corpus)
+        return cls(cfg, encoder, lm, tokenizer)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Strict: every trained weight must be present and nothing else."""
+        expected = set(self.trainable_state_dict())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise ModelError(f"weights do not match the model: missing {missing[:5]}"
+                             f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
+        own = self.state_dict()
+        for k, v in state.items():
+            if own[k].shape != v.shape:
+                raise ModelError(f"weight {k}: shape {tuple(v.shape)} != {tuple(own[k].shape)}")
+        self.load_state_dict(state, strict=False)
+
+    # ---------------------------------------------------------------- prompts
+
+    def tokenize(self, instruction: str, answer: str | None = None) -> TokenizedPrompt:
+        tok = self.tokenizer
+        post = tok(self._post_template.format(instruction=instruction), add_special_tokens=False)
+        post_ids = post["input_ids"][-self.cfg.lm.max_instruction_tokens :]
+        ans_ids: list[int] = []
+        if answer is not None:
+            ids = tok(self.cfg.prompt.answer_prefix + answer, add_special_tokens=False)["input_ids"]
+            ans_ids = ids[: self.cfg.lm.max_answer_tokens] + [tok.eos_token_id]
+        return TokenizedPrompt(post_ids, ans_ids)
+
+    def _embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_input_embeddings()(ids)
+
+    def assemble(self, emb: torch.Tensor, prompts: list[TokenizedPrompt], left_pad: bool):
+        """Build (inputs_embeds (B, T, H), attention_mask (B, T), labels (B, T))."""
+        prefix = self.mapper(emb)  # (B, P, H)
+        b, p, h = prefix.shape
+        pre = torch.tensor(self._pre_ids, dtype=torch.long)
+        lengths = [len(pre) + p + len(x.post) + len(x.answer) for x in prompts]
+        t = max(lengths)
+        pad_id = self.tokenizer.pad_token_id
+        embeds = prefix.new_zeros(b, t, h)
+        mask = torch.zeros(b, t, dtype=torch.long)
+        labels = torch.full((b, t), IGNORE, dtype=torch.long)
+        pre_emb = self._embed_ids(pre)  # (len(pre), H)
+        for i, x in enumerate(prompts):
+            text = torch.tensor(x.post + x.answer, dtype=torch.long)
+            row = torch.cat([pre_emb, prefix[i], self._embed_ids(text)], dim=0)  # (L_i, H)
+            start = t - lengths[i] if left_pad else 0
+            embeds[i, start : start + lengths[i]] = row
+            mask[i, start : start + lengths[i]] = 1
+            if x.answer:
+                a0 = start + lengths[i] - len(x.answer)
+                labels[i, a0 : a0 + len(x.answer)] = torch.tensor(x.answer)
+        if left_pad and t > 0:
+            # Padding positions hold the pad token's embedding; they are masked out anyway.
+            embeds = torch.where(mask.bool().unsqueeze(-1), embeds,
+                                 self._embed_ids(torch.tensor(pad_id)).expand(b, t, h))
+        return embeds, mask, labels
+
+    # ---------------------------------------------------------------- training
+
+    def forward(self, emb: torch.Tensor, prompts: list[TokenizedPrompt]) -> tuple[torch.Tensor, int]:
+        """Summed cross-entropy over answer tokens and their count (callers normalise)."""
+        embeds, mask, labels = self.assemble(emb, prompts, left_pad=False)
+        logits = self.lm(inputs_embeds=embeds, attention_mask=mask).logits  # (B, T, V)
+        shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
+        shift_labels = labels[:, 1:].reshape(-1)
+        loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE, reduction="sum")
+        return loss, int((shift_labels != IGNORE).sum())
+
+    # ---------------------------------------------------------------- inference
+
+    def project_audio(self, z: torch.Tensor) -> torch.Tensor:
+        """Audio embedding (B, D) -> what the mapper sees: Santa if a memory is present."""
+        from mats.noise import l2_normalize
+        from mats.santa import santa_project
+
+        if self.memory is None:
+            return l2_normalize(z)
+        return santa_project(z, self.memory, self.cfg.santa)
+
+    @torch.no_grad()
+    def generate(self, emb: torch.Tensor, instructions: list[str], num_beams: int | None = None,
+                 max_new_tokens: int | None = None) -> list[str]:
+        """Greedy or beam-search answers for prepared embeddings (B, D), KV-cached, batched."""
+        g = self.cfg.generation
+        was_training = self.training
+        self.eval()
+        prompts = [self.tokenize(q) for q in instructions]
+        embeds, mask, _ = self.assemble(emb, prompts, left_pad=True)
+        eos = self.tokenizer.eos_token_id
+        out = self.lm.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens or g.max_new_tokens,
+            num_beams=num_beams or g.num_beams,
+            do_sample=False,
+            eos_token_id=eos,
+            pad_token_id=self.tokenizer.pad_token_id,
+            use_cache=True,
+        )  # (B, new) — with inputs_embeds only the generated ids are returned
+        self.train(was_training)
+        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    # ---------------------------------------------------------------- save / load
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """config.json, model.safetensors (what trained), santa.safetensors, and built-in bases."""
+        from mats.santa import save_memory
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        cfg = self.cfg
+        exported = self.encoder.export(directory / "encoder")
+        if exported is not None:
+            cfg = replace(cfg, encoder=exported)
+        if cfg.lm.backend != "hf":
+            export_lm(self.lm, self.tokenizer, directory / "lm")
+            cfg = replace(cfg, lm=replace(cfg.lm, backend="hf", path="lm", options={}))
+        state = {k: v.detach().contiguous() for k, v in self.trainable_state_dict().items()}
+        save_file(state, str(directory / WEIGHTS))
+        if self.memory is not None:
+            save_memory(self.memory, directory / MEMORY)
+        (directory / CONFIG).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> MATS:
+        from mats.santa import load_memory
+
+        directory = Path(directory)
+        if not (directory / CONFIG).is_file() or not (directory / WEIGHTS).is_file():
+            raise ModelError(f"{directory}: not a MATS model directory (needs {CONFIG} and {WEIGHTS})")
+        cfg = from_dict(ModelConfig, json.loads((directory / CONFIG).read_text()))
+        model = cls.build(cfg, base_dir=directory)
+        model.load_trainable_state_dict(load_file(str(directory / WEIGHTS)))
+        if (directory / MEMORY).is_file():
+            model.memory = load_memory(directory / MEMORY)
+        model.eval()
+        return model

@@ -1,0 +1,306 @@
+"""Text-only training: schedule, accumulation, checkpoints, resume, DDP.
+
+The loop is built so that a run is a pure function of (config, seed, step):
+- the data order of epoch e is a permutation seeded by (seed, e);
+- the noise for a sample is keyed by (seed, step, its position in the global batch), so it does
+  not depend on how the batch is split across processes or micro-batches;
+- the loss is the sum of answer-token cross-entropies divided by the global batch's answer-token
+  count, so 1 process x 4 micro-batches and 2 processes x 2 micro-batches optimise the same
+  objective at the same global batch;
+- checkpoints hold optimiser, scheduler and every process's RNG state, so `--resume` continues
+  bit for bit where the run stopped.
+Output: DIR/metrics.jsonl, DIR/checkpoints/step_XXXXXXX/, DIR/final/ (a loadable model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from mats.cache import cached_text_embeddings
+from mats.config import RunConfig, TrainConfig, to_dict
+from mats.data.loading import load_training_records
+from mats.model import MATS, TokenizedPrompt
+from mats.noise import inject_noise_keyed
+
+CKPT_PREFIX = "step_"
+
+
+class TrainError(Exception):
+    """Training cannot start or continue."""
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Dist:
+    """torchrun sets WORLD_SIZE/RANK; gloo works on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return Dist(int(os.environ.get("RANK", "0")), world)
+
+
+def lr_lambda(cfg: TrainConfig, max_steps: int):
+    """Linear warm-up, then linear / cosine decay to zero (or constant)."""
+
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / max(1, cfg.warmup_steps)
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps)
+        progress = min(1.0, progress)
+        if cfg.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress
+
+    return f
+
+
+def batch_indices(n: int, step: int, batch: int, seed: int) -> np.ndarray:
+    """Dataset indices of global batch `step`: consecutive slices of per-epoch permutations."""
+    out = []
+    pos = step * batch
+    while len(out) < batch:
+        epoch, offset = divmod(pos, n)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        take = perm[offset : offset + batch - len(out)]
+        out.extend(take.tolist())
+        pos += len(take)
+    return np.asarray(out)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted((out / "checkpoints").glob(f"{CKPT_PREFIX}*"))
+    return ckpts[-1] if ckpts else None
+
+
+def save_checkpoint(out: Path, step: int, model: MATS, optimizer, scheduler, d: Dist, keep: int) -> None:
+    """Write to a temporary directory, then rename: a crash never leaves a half checkpoint."""
+    root = out / "checkpoints"
+    final = root / f"{CKPT_PREFIX}{step:07d}"
+    tmp = root / f".tmp_{CKPT_PREFIX}{step:07d}"
+    if d.main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    _barrier(d)
+    torch.save(_rng_state(), tmp / f"rng_rank{d.rank}.pt")
+    if d.main:
+        state = {k: v.detach().contiguous() for k, v in model.trainable_state_dict().items()}
+        save_file(state, str(tmp / "trainable.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "step": step, "world": d.world}, tmp / "optim.pt")
+    _barrier(d)
+    if d.main:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in sorted(root.glob(f"{CKPT_PREFIX}*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    _barrier(d)
+
+
+def load_checkpoint(path: Path, model: MATS, optimizer, scheduler, d: Dist) -> int:
+    meta = torch.load(path / "optim.pt", weights_only=False)
+    if meta["world"] != d.world:
+        raise TrainError(f"{path}: written by {meta['world']} process(es), resuming with {d.world}")
+    model.load_trainable_state_dict(load_file(str(path / "trainable.safetensors")))
+    optimizer.load_state_dict(meta["optimizer"])
+    scheduler.load_state_dict(meta["scheduler"])
+    _set_rng_state(torch.load(path / f"rng_rank{d.rank}.pt", weights_only=False))
+    return int(meta["step"])
+
+
+def _barrier(d: Dist) -> None:
+    if d.world > 1:
+        dist.barrier()
+
+
+def _all_sum(x: float, d: Dist) -> float:
+    if d.world == 1:
+        return x
+    t = torch.tensor([x], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop log lines past the checkpoint so the log matches the weights."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume: bool = False,
+          progress: bool = True) -> Path:
+    """Train a MATS model text-only; returns the directory of the final model."""
+    out = Path(out)
+    tc = run.train
+    d = setup_distributed()
+    max_steps = max_steps if max_steps is not None else tc.max_steps
+    per_rank, rem = divmod(tc.batch_size, d.world)
+    if rem or per_rank % tc.micro_batch_size and per_rank > tc.micro_batch_size:
+        raise TrainError(f"batch_size {tc.batch_size} must split evenly over {d.world} process(es) "
+                         f"and micro-batches of {tc.micro_batch_size}")
+    micro = min(tc.micro_batch_size, per_rank)
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    if out.exists() and any(out.iterdir()) and not resume and latest_checkpoint(out):
+        raise TrainError(f"{out} already holds checkpoints: pass --resume or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    random.seed(tc.seed)
+    np.random.seed(tc.seed)
+    torch.manual_seed(tc.seed)
+
+    # ---- data: records, cached frozen-encoder embeddings, tokenised prompts
+    records = load_training_records(run.data.train, run.data.max_records)
+    if len(records) < tc.batch_size:
+        raise TrainError(f"{len(records)} training records is fewer than one batch ({tc.batch_size})")
+    from mats.encoders import build_encoder
+
+    encoder = build_encoder(run.model.encoder)
+    texts = [r.text for r in records]
+    cache = run.data.cache_dir
+    emb = None  # without a cache, the text encoder runs inside every step (slow; for comparison)
+    if cache is not None:
+        if d.main:
+            emb = cached_text_embeddings(encoder, texts, cache, progress=progress)
+        _barrier(d)
+        if not d.main:
+            emb = cached_text_embeddings(encoder, texts, cache)  # hits the cache rank 0 filled
+    corpus = [x for r in records for x in (r.text, r.instruction, r.answer)]
+    model = MATS.build(run.model, encoder=encoder, corpus=corpus)
+    prompts = [model.tokenize(r.instruction, r.answer) for r in records]
+    n_answer = np.array([len(p.answer) for p in prompts])
+
+    params = model.trainable_parameters()
+    optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc, max_steps))
+    start = 0
+    if resume:
+        ckpt = latest_checkpoint(out)
+        if ckpt is None:
+            raise TrainError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+        start = load_checkpoint(ckpt, model, optimizer, scheduler, d)
+    if d.main:
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(run), sort_keys=False))
+        _truncate_metrics(out / "metrics.jsonl", start)
+    wrapped = model
+    if d.world > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+    model.train()
+
+    # ---- the loop
+    sigma = run.model.noise.sigma
+    bar = tqdm(total=max_steps, initial=start, desc="training", disable=not (progress and d.main))
+    log = (out / "metrics.jsonl").open("a") if d.main else None
+    window_t, window_n = time.perf_counter(), 0
+    step = start
+    try:
+        for step in range(start, max_steps):
+            idx = batch_indices(len(records), step, tc.batch_size, tc.seed)  # (B,) global batch
+            total_tokens = int(n_answer[idx].sum())
+            mine = range(d.rank * per_rank, (d.rank + 1) * per_rank)  # positions in the batch
+            loss_sum = 0.0
+            chunks = [mine[i : i + micro] for i in range(0, per_rank, micro)]
+            for c, chunk in enumerate(chunks):
+                pos = torch.tensor(list(chunk))
+                rows = idx[list(chunk)]
+                z = _batch_embeddings(emb, rows, encoder, texts)  # (b, D)
+                # Keyed by position in the global batch: independent of the process split.
+                z = inject_noise_keyed(z, sigma, seed=tc.seed, step=step, keys=pos)
+                sync = c == len(chunks) - 1 or d.world == 1
+                ctx = wrapped.no_sync() if (d.world > 1 and not sync) else nullcontext()
+                with ctx:
+                    loss, _ = wrapped(z, [prompts[i] for i in rows])
+                    # DDP averages gradients over processes; scale so the sum is the global mean.
+                    (loss * d.world / total_tokens).backward()
+                loss_sum += float(loss.detach())
+            if tc.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            global_loss = _all_sum(loss_sum, d) / total_tokens
+            window_n += tc.batch_size
+            done = step + 1
+            bar.update(1)
+            if d.main and (done % tc.log_every == 0 or done == max_steps):
+                now = time.perf_counter()
+                rec = {"step": done, "loss": round(global_loss, 6), "lr": scheduler.get_last_lr()[0],
+                       "samples_per_s": round(window_n / (now - window_t), 2)}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{global_loss:.3f}")
+                window_t, window_n = now, 0
+            if done % tc.checkpoint_every == 0 and done < max_steps:
+                save_checkpoint(out, done, model, optimizer, scheduler, d, tc.keep_checkpoints)
+    except KeyboardInterrupt:
+        # Nothing lost on interruption: keep what the last completed step produced.
+        save_checkpoint(out, step, model, optimizer, scheduler, d, tc.keep_checkpoints)
+        raise
+    finally:
+        bar.close()
+        if log:
+            log.close()
+    save_checkpoint(out, max_steps, model, optimizer, scheduler, d, tc.keep_checkpoints)
+    final = out / "final"
+    if d.main:
+        model.memory = _build_santa_memory(run, emb, texts, encoder)
+        model.save_pretrained(final)
+    _barrier(d)
+    return final
+
+
+def _batch_embeddings(emb, rows, encoder, texts) -> torch.Tensor:
+    """Cached embeddings, or (cache disabled) the text encoder run inside the step."""
+    if emb is None:
+        return encoder.embed_text([texts[i] for i in rows]).float()
+    return emb[torch.as_tensor(rows)]
+
+
+def _build_santa_memory(run: RunConfig, emb: torch.Tensor | None, texts: list[str], encoder):
+    """Santa memory: M distinct training texts, noised once, clustered (seeded)."""
+    from mats.santa import build_memory
+
+    cfg = run.model.santa
+    seen: dict[str, int] = {}
+    for i, t in enumerate(texts):
+        seen.setdefault(t, i)
+    rows = np.asarray(sorted(seen.values()))
+    if len(rows) > cfg.memory_size:
+        rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, cfg.memory_size, replace=False))
+    memory_emb = _batch_embeddings(emb, rows, encoder, texts)  # (M, D)
+    return build_memory(memory_emb, run.model.noise.sigma, cfg)
