@@ -94,8 +94,6 @@ def _read_file(path: Path) -> tuple[np.ndarray, int]:
         # LibsndfileError carries libsndfile's own reason ("Format not recognised.") without the path
         reason = getattr(err, "error_string", None) or str(err) or type(err).__name__
         raise AudioError(f"{path}: not a readable audio file ({reason.rstrip('.')})") from None
-    if rate <= 0:
-        raise AudioError(f"{path}: header gives sample rate {rate}; must be positive")
     return frames, int(rate)
 
 
@@ -105,7 +103,7 @@ def _from_array(array: Any, rate: Any) -> tuple[np.ndarray, int]:
     if _as_rate(rate) is None:
         raise AudioError(f"{name}: sample rate must be a positive integer, got {rate!r}")
     data = np.asarray(array)
-    if np.issubdtype(data.dtype, np.integer) and not np.issubdtype(data.dtype, np.bool_):
+    if np.issubdtype(data.dtype, np.integer):
         # PCM integers -> [-1, 1), as soundfile does when it decodes integer files
         data = data.astype(np.float64) / float(2 ** (8 * data.dtype.itemsize - 1))
     elif not np.issubdtype(data.dtype, np.floating):

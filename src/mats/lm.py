@@ -89,6 +89,9 @@ def _build_tiny_gpt2(cfg: LMConfig, corpus: list[str] | None):
         n_embd=o.get("n_embd", 64),
         n_layer=o.get("n_layer", 2),
         n_head=o.get("n_head", 4),
+        # A frozen random LM's tied output layer caps the logit scale at ~|ln_f(h)| * |e|; GPT-2's
+        # 0.02 init makes every distribution nearly uniform, so a tiny model needs a larger one.
+        initializer_range=o.get("initializer_range", 0.02),
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.eos_token_id,

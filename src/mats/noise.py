@@ -115,7 +115,7 @@ def keyed_gaussian_noise(
     keys: torch.Tensor,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """(B, dim) noise, row i ~ N(0, sigma) drawn from a generator seeded by (seed, step, keys[i])."""
+    """(B, dim) noise; row i ~ N(0, sigma), from a generator seeded by (seed, step, keys[i])."""
     sigma = _check_sigma(sigma)
     if not isinstance(keys, torch.Tensor) or keys.dim() != 1 or keys.is_floating_point():
         raise NoiseError("keys must be a 1-D integer tensor (one key per row)")

@@ -245,6 +245,8 @@ def build_memory(text_emb: torch.Tensor, sigma: float, cfg: SantaConfig) -> Sant
         raise SantaError(f"text_emb must have shape (M>=1, D), got {got}")
     if not torch.isfinite(text_emb).all():
         raise SantaError("text_emb contains NaN or inf")
+    if bool((text_emb.norm(dim=-1) == 0).any()):
+        raise SantaError("text_emb has an all-zero row, which has no direction to normalise")
     gen = torch.Generator().manual_seed(int(cfg.seed))
     entries = inject_noise(text_emb.detach().float().cpu(), sigma, generator=gen)  # (M, D)
     m = entries.shape[0]

@@ -140,7 +140,7 @@ def aqa_accuracy(preds: Sequence[str], answers: Sequence[str]) -> dict[str, floa
 
 
 def parse_yes_no(text: str) -> str | None:
-    """"yes"/"no" if the text starts with one, else if it contains exactly one of them; else None."""
+    """"yes"/"no" if the text starts with one, else if it holds exactly one of them; else None."""
     words = normalize_text(text).split()
     if not words:
         return None
@@ -195,7 +195,24 @@ def _tokenize(predictions: Sequence[str], references: Sequence[Sequence[str]]):
     for i in range(n):  # the tokenizer pairs lines with ids by position: check nothing shifted
         if len(res[i]) != 1 or len(gts[i]) != len(references[i]):
             raise MetricError(f"PTBTokenizer output misaligned at item {i}")
+        # A reference of punctuation only tokenises to nothing; it is not a reference.
+        gts[i] = [r for r in gts[i] if r.strip()]
+        if not gts[i]:
+            raise MetricError(f"caption_metrics: item {i} has no non-empty reference")
     return gts, res
+
+
+def _rouge_l(gts: dict, res: dict) -> float:
+    """pycocoevalcap ROUGE-L (mean of per-item scores), with an empty prediction scoring 0.
+
+    Its `calc_score` divides by the prediction's length, so an empty caption (which a model can
+    produce) would raise ZeroDivisionError instead of scoring zero.
+    """
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    rouge = Rouge()
+    scores = [rouge.calc_score(res[i], gts[i]) if res[i][0].split() else 0.0 for i in gts]
+    return float(np.mean(scores))
 
 
 def _meteor(gts: dict, res: dict) -> float:
@@ -216,7 +233,9 @@ def _meteor(gts: dict, res: dict) -> float:
     try:
         score, _ = meteor.compute_score(gts, res)
     except (ValueError, BrokenPipeError) as err:
-        raise MetricError(f"METEOR (Java) failed or timed out after {timeout:.0f} s: {err}") from None
+        raise MetricError(
+            f"METEOR (Java) failed or timed out after {timeout:.0f} s: {err}"
+        ) from None
     finally:
         watchdog.cancel()
         proc.kill()  # no-op if it already exited
@@ -261,7 +280,9 @@ def _spice(gts: dict, res: dict, jar_dir: Path) -> float:
                str(inp), "-out", str(out), "-subset", "-silent"]
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise MetricError(f"SPICE failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+            raise MetricError(
+                f"SPICE failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}"
+            )
         results = json.loads(out.read_text())
     f_scores = [float(r["scores"]["All"]["f"]) for r in results]
     return float(np.nanmean(f_scores))
@@ -280,7 +301,6 @@ def caption_metrics(
     """
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
 
     _check_lengths(predictions, references, "caption_metrics")
     for i, refs in enumerate(references):
@@ -291,7 +311,7 @@ def caption_metrics(
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     out: dict = {f"BLEU-{k + 1}": float(b) for k, b in enumerate(bleu)}
     out["METEOR"] = _meteor(gts, res)
-    out["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
+    out["ROUGE-L"] = _rouge_l(gts, res)
     out["CIDEr-D"] = float(Cider().compute_score(gts, res)[0])
 
     jar_dir = find_spice_jars(spice_jars)

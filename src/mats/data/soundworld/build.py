@@ -1,0 +1,325 @@
+"""`build(profile, out)`: the SoundWorld data set (manifest, CLAP pairs, AudioTIA, benchmarks).
+
+Layout of OUT:
+    manifest.json                 every recording with its label, category, description and split
+    clap/train.jsonl, val.jsonl   {"audio", "caption", "sources"}; audio under clap/audio/
+    audiotia/train.jsonl          {"text", "instruction", "answer", "task"} (text only)
+    bench/<name>.jsonl            benchmark lines (records.py format); audio under bench/audio/<name>/
+    summary.json                  the counts the CLI prints
+Relative "audio" paths are resolved against the directory of the JSONL holding them.
+
+CLAP pairs and benchmarks are mixed from disjoint recordings (`clap` / `heldout` splits). AudioTIA
+is text only and is generated from fresh scenes over ALL recordings' labels and descriptions — as
+in the paper, the text-only training corpus covers the vocabulary the benchmarks ask about; no
+benchmark scene's metadata is reused and no audio is involved.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import records
+from . import catalogue, render, scenes, sources, text
+from .catalogue import Recording, stable_rng
+from .splits import CLAP, HELDOUT, assign_splits, split_counts
+
+ALL_PACKAGES = list(sources.PACKAGES)
+CLASSIFICATION_SFX = "sound_classification"
+BENCHES = ("sound_classification", "instrument_classification", "sound_caption", "music_caption",
+           "aqa_yes_no", "aqa_open", "mcq")
+
+
+class BuildError(RuntimeError):
+    """SoundWorld could not be built (bad profile, missing tools, empty pools)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    packages: list[str]
+    programs: list[int]
+    n_variants: int
+    gm_sfx: list[int]
+    voices: list[str]
+    texts: list[str]
+    clap_scenes: int
+    captions_per_clap: int
+    audiotia_scenes: int
+    bench_n: int
+    scene_mix: tuple[float, float, float] = (0.6, 0.25, 0.15)  # sound, music, speech
+    extra: dict = field(default_factory=dict)
+
+
+PROFILES: dict[str, Profile] = {
+    # tiny backs the tests: two small packages (~18 MB of .deb), 12 programs, 3 voices.
+    "tiny": Profile(packages=["openttd-opensfx", "lmms-common"],
+                    programs=[0, 11, 19, 21, 24, 33, 40, 42, 56, 68, 71, 73], n_variants=3, gm_sfx=[122, 127],
+                    voices=["en-us", "en+f3", "en-gb-scotland"],
+                    texts=catalogue.WORDS[:6] + catalogue.SENTENCES[:2],
+                    clap_scenes=40, captions_per_clap=1, audiotia_scenes=120, bench_n=6),
+    "full": Profile(packages=ALL_PACKAGES, programs=sorted(catalogue.GM), n_variants=12,
+                    gm_sfx=sorted(catalogue.GM_SFX), voices=sorted(catalogue.VOICES),
+                    texts=catalogue.WORDS + catalogue.SENTENCES,
+                    clap_scenes=10_000, captions_per_clap=2, audiotia_scenes=26_000, bench_n=400),
+}
+
+
+@dataclass
+class Pools:
+    sound: list[Recording]  # sfx + single instrument hits from packages
+    music: list[Recording]  # GM programs (phrases)
+    speech: list[Recording]
+    ambience: list[Recording]
+
+    @classmethod
+    def of(cls, recs: list[Recording]) -> Pools:
+        sound = [r for r in recs if r.kind in ("sfx", "instrument", "music") and not r.id.startswith("gm/")
+                 or (r.id.startswith("gm/") and r.kind == "sfx")]
+        amb = [r for r in sound if r.category in scenes.BACKGROUND_CATEGORIES and r.clips[0].duration >= 2.5]
+        return cls(sound, [r for r in recs if r.kind == "music" and r.id.startswith("gm/")],
+                   [r for r in recs if r.kind == "speech"], amb)
+
+
+def _catalogue(p: Profile, cache: Path, progress: bool) -> list[Recording]:
+    recs = catalogue.package_recordings(p.packages, cache, progress)
+    recs += catalogue.gm_recordings(p.programs, p.n_variants, p.gm_sfx, cache, progress)
+    recs += catalogue.speech_recordings(p.voices, p.texts, cache, progress)
+    return sorted(recs, key=lambda r: r.id)
+
+
+def _scene(kind: str, sid: str, pools: Pools, rng: np.random.Generator) -> scenes.Scene:
+    if kind == "music" and pools.music:
+        return scenes.music_scene(sid, pools.music, rng)
+    if kind == "speech" and pools.speech:
+        return scenes.speech_scene(sid, pools.speech, pools.ambience, rng)
+    return scenes.sound_scene(sid, pools.sound, rng)
+
+
+def _kind(rng: np.random.Generator, mix: tuple[float, float, float]) -> str:
+    return str(rng.choice(["sound", "music", "speech"], p=list(mix)))
+
+
+class AudioWriter:
+    """Writes scene audio, skipping files whose scene spec is unchanged (idempotent re-runs)."""
+
+    def __init__(self, out: Path) -> None:
+        self.index_path = out / ".scene_index.json"
+        self.index: dict[str, str] = json.loads(self.index_path.read_text()) if self.index_path.is_file() else {}
+        self.clips = render.ClipCache()
+        self.seconds = 0.0
+        self.written = 0
+
+    def write(self, path: Path, scene: scenes.Scene, rel_to: Path) -> str:
+        key = str(path.relative_to(self.index_path.parent))
+        h = scene.spec_hash()
+        if not (path.is_file() and self.index.get(key) == h):
+            render.write_wav(path, scenes.render_scene(scene, self.clips))
+            self.index[key] = h
+            self.written += 1
+        self.seconds += scene.duration
+        return str(path.relative_to(rel_to))
+
+    def save(self) -> None:
+        self.index_path.write_text(json.dumps(self.index, sort_keys=True))
+
+
+def _vocab(recs: list[Recording]) -> dict[str, list[str]]:
+    v: dict[str, set[str]] = {}
+    for r in recs:
+        if r.kind != "speech":
+            v.setdefault(r.category, set()).add(r.label)
+    return {k: sorted(s) for k, s in sorted(v.items())}
+
+
+def build_clap(p: Profile, pools: Pools, out: Path, seed: int, writer: AudioWriter, progress: bool) -> int:
+    rng = stable_rng("clap", seed)
+    rows = []
+    for i in tqdm(range(p.clap_scenes), desc="clap scenes", disable=not progress):
+        sc = _scene(_kind(rng, p.scene_mix), f"clap{i:06d}", pools, rng)
+        audio = writer.write(out / "clap" / "audio" / f"{i:06d}.wav", sc, out / "clap")
+        caps = []
+        for _ in range(p.captions_per_clap * 3):  # a few tries for distinct captions
+            c = text.caption(sc, rng)
+            if c not in caps:
+                caps.append(c)
+            if len(caps) == p.captions_per_clap:
+                break
+        rows += [{"audio": audio, "caption": c, "sources": sc.sources} for c in caps]
+    n_val = max(1, len(rows) // 20)
+    # the last scenes go to val, so a clip never has captions in both files
+    cut = len(rows) - n_val
+    while 0 < cut < len(rows) and rows[cut]["audio"] == rows[cut - 1]["audio"]:
+        cut += 1
+    records.write_jsonl(out / "clap" / "train.jsonl", rows[:cut])
+    records.write_jsonl(out / "clap" / "val.jsonl", rows[cut:])
+    return len(rows)
+
+
+def build_audiotia(p: Profile, all_recs: list[Recording], out: Path, seed: int, progress: bool) -> Counter:
+    rng = stable_rng("audiotia", seed)
+    pools = Pools.of(all_recs)
+    vocab = _vocab(all_recs)
+    speech_texts = sorted({r.clips[0].meta["text"] for r in pools.speech})
+    descs: dict[str, list[str]] = {}
+    cats: dict[str, str] = {}
+    for r in all_recs:
+        if r.kind != "speech":
+            descs.setdefault(r.label, []).append(r.description)
+            cats[r.label] = r.category
+    labels = sorted(descs)
+    rows, tasks = [], Counter()
+
+    def add(t: str, instr: str, ans: str, task: str) -> None:
+        rows.append(records.AudioTIARecord(t, instr, ans, task).to_dict())
+        tasks[task] += 1
+
+    for i in tqdm(range(p.audiotia_scenes), desc="audiotia", disable=not progress):
+        sc = _scene(_kind(rng, p.scene_mix), f"tia{i:06d}", pools, rng)
+        cap = text.caption(sc, rng)
+        if sc.kind == "music":
+            add(cap, text._c(rng, text.MUSIC_INSTR), cap, "music_caption")
+        else:
+            add(cap, text._c(rng, text.CAPTION_INSTR), cap, "sound_caption")
+        qas = text.qa_items(sc, vocab, rng)
+        for qa in [qas[j] for j in rng.choice(len(qas), size=min(2, len(qas)), replace=False)]:
+            add(cap, qa["question"], qa["answer"], "aqa")
+        opens = [q for q in qas if q["answer_type"] == "open"]
+        if opens:
+            m = text.mcq_from(opens[int(rng.integers(len(opens)))], vocab, speech_texts, rng)
+            if m:
+                add(cap, records.mcq_prompt(m["question"], m["choices"]), m["answer"], "mcq")
+        label = labels[int(rng.integers(len(labels)))]
+        instr = text.INSTR_CLASS_INSTR if cats[label] == "musical instrument" else text.CLASS_INSTR
+        add(text.label_description(label, cats[label], sorted(set(descs[label])), rng), text._c(rng, instr), label,
+            "classification")
+    records.write_jsonl(out / "audiotia" / "train.jsonl", rows)
+    return tasks
+
+
+def build_benches(p: Profile, held: list[Recording], out: Path, seed: int, writer: AudioWriter,
+                  progress: bool) -> dict[str, int]:
+    pools = Pools.of(held)
+    vocab = _vocab(held)
+    speech_texts = sorted({r.clips[0].meta["text"] for r in pools.speech})
+    sfx_pool = [r for r in pools.sound if r.category != "musical instrument" and r.category != "music"]
+    inst_pool = [r for r in pools.sound if r.category == "musical instrument"]
+    if not sfx_pool or not (pools.music or inst_pool):
+        raise BuildError("held-out split has no sound or instrument recordings; use a larger profile")
+    sizes = {}
+    bdir = out / "bench"
+    for name in BENCHES:
+        rng = stable_rng("bench", name, seed)
+        rows = []
+        for i in tqdm(range(p.bench_n), desc=f"bench {name}", disable=not progress, leave=False):
+            sid = f"{name}{i:05d}"
+            row: dict | None = None
+            for _attempt in range(20):
+                if name == "sound_classification":
+                    sc = scenes.sound_scene(sid, sfx_pool, rng, n_events=1, allow_background=False)
+                    row = {"task": "classification", "label": sc.events[0].label,
+                           "labels": sorted({r.label for r in sfx_pool})}
+                elif name == "instrument_classification":
+                    use_gm = pools.music and (not inst_pool or rng.random() < 0.6)
+                    sc = (scenes.music_scene(sid, pools.music, rng, n_instruments=1) if use_gm
+                          else scenes.sound_scene(sid, inst_pool, rng, n_events=1, allow_background=False))
+                    row = {"task": "classification", "label": sc.events[0].label,
+                           "labels": sorted({r.label for r in pools.music + inst_pool})}
+                elif name in ("sound_caption", "music_caption"):
+                    sc = (scenes.music_scene(sid, pools.music, rng) if name == "music_caption"
+                          else scenes.sound_scene(sid, pools.sound, rng))
+                    refs: list[str] = []
+                    for _ in range(15):
+                        c = text.caption(sc, rng)
+                        if c not in refs:
+                            refs.append(c)
+                        if len(refs) == 5:
+                            break
+                    row = {"task": name, "captions": refs}
+                else:
+                    sc = _scene(_kind(rng, p.scene_mix), sid, pools, rng)
+                    qas = text.qa_items(sc, vocab, rng)
+                    want = "yes_no" if name == "aqa_yes_no" else "open"
+                    cand = [q for q in qas if q["answer_type"] == want]
+                    if not cand:
+                        continue
+                    qa = cand[int(rng.integers(len(cand)))]
+                    if name == "mcq":
+                        m = text.mcq_from(qa, vocab, speech_texts, rng)
+                        if m is None:
+                            continue
+                        row = {"task": "mcq", **m}
+                    else:
+                        row = {"task": "aqa", "question": qa["question"], "answer": qa["answer"], "answer_type": want}
+                break
+            if row is None:
+                continue
+            audio = writer.write(bdir / "audio" / name / f"{i:05d}.wav", sc, bdir)
+            line = {"id": sid, "audio": audio, **row, "sources": sc.sources}
+            rows.append(records.validate_bench_line(line, f"{name}:{i}"))
+        sizes[name] = records.write_jsonl(bdir / f"{name}.jsonl", rows)
+    return sizes
+
+
+def _disk_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def build(profile: str, out: Path, seed: int = 0, cache: Path | None = None, progress: bool = True) -> dict:
+    """Build SoundWorld into `out`; returns the summary (also written to out/summary.json)."""
+    if profile not in PROFILES:
+        raise BuildError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
+    t0 = time.time()
+    p = PROFILES[profile]
+    out = Path(out)
+    cache = Path(cache) if cache else sources.default_cache()
+    out.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    # Builds sharing a cache (e.g. pytest -n 2 workers) take turns fetching and preparing clips.
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        recs = _catalogue(p, cache, progress)
+    assign_splits(recs, seed)
+    manifest = {"profile": profile, "seed": seed, "sample_rate": render.SR,
+                "recordings": [r.manifest_row() for r in recs]}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+    writer = AudioWriter(out)
+    n_pairs = build_clap(p, Pools.of([r for r in recs if r.split == CLAP]), out, seed, writer, progress)
+    clap_seconds = writer.seconds
+    bench_sizes = build_benches(p, [r for r in recs if r.split == HELDOUT], out, seed, writer, progress)
+    writer.save()
+    tasks = build_audiotia(p, recs, out, seed, progress)
+
+    summary = {
+        "profile": profile, "seed": seed, "out": str(out),
+        "recordings": len(recs),
+        "recordings_per_package": dict(sorted(Counter(r.source_package for r in recs).items())),
+        "recordings_per_split": dict(sorted(Counter(r.split for r in recs).items())),
+        "classes": len({r.label for r in recs}),
+        "recordings_per_class_and_split": split_counts(recs),
+        "clap_pairs": n_pairs, "clap_hours": round(clap_seconds / 3600, 3),
+        "audiotia_records": sum(tasks.values()), "audiotia_per_task": dict(sorted(tasks.items())),
+        "bench_sizes": bench_sizes,
+        "audio_hours": round(writer.seconds / 3600, 3), "audio_files_written": writer.written,
+        "disk_bytes": _disk_bytes(out), "seconds": round(time.time() - t0, 1),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def main() -> None:  # python -m mats.data.soundworld.build PROFILE OUT
+    import sys
+
+    s = build(sys.argv[1], Path(sys.argv[2]))
+    print(json.dumps({k: v for k, v in s.items() if k != "recordings_per_class_and_split"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+
+from mats.data.records import write_jsonl
+from mats.evaluate.benchmarks import (
+    SOUNDWORLD_BENCHMARKS, BenchmarkError, benchmark_names, benchmark_path, load_benchmark,
+    parse_spec,
+)
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+MCQ = {"audio": "clips/k1.wav", "task": "mcq", "question": "Who?", "choices": ["a", "b"],
+       "answer": "a"}
+
+
+def test_registry_file_names(tmp_path):
+    assert set(SOUNDWORLD_BENCHMARKS.values()) == {
+        "sound_classification", "instrument_classification", "sound_caption", "music_caption",
+        "aqa_yes_no", "aqa_open", "mcq"}
+    assert benchmark_path("soundworld-sound-cls", tmp_path) == \
+        tmp_path / "bench" / "sound_classification.jsonl"
+
+
+def test_registered_name_under_data_dir(tmp_path, monkeypatch):
+    write_jsonl(tmp_path / "bench" / "mcq.jsonl", [MCQ])
+    monkeypatch.setenv("MATS_DATA", str(tmp_path))
+    name, rows = load_benchmark("soundworld-mcq")
+    assert name == "soundworld-mcq" and len(rows) == 1
+    assert rows[0]["audio"] == str((tmp_path / "bench" / "clips" / "k1.wav").resolve())
+    with pytest.raises(BenchmarkError, match="mats data build"):
+        load_benchmark("soundworld-sound-cls")
+
+
+def test_jsonl_path(tmp_path):
+    write_jsonl(tmp_path / "mine.jsonl", [MCQ, MCQ])
+    name, rows = load_benchmark(str(tmp_path / "mine.jsonl"))
+    assert name == "mine" and len(rows) == 2
+
+
+def test_unknown_name_lists_registered_names():
+    with pytest.raises(BenchmarkError) as err:
+        load_benchmark("soundworld-nope")
+    for name in benchmark_names():
+        assert name in str(err.value)
+
+
+def test_specs_for_real_formats(tmp_path):
+    name, rows = load_benchmark(f"mmau:{DATA}/mmau/mmau-test-mini.json@{tmp_path}",
+                                require_audio=False)
+    assert name == "mmau:mmau-test-mini" and len(rows) == 1000
+    assert rows[0]["audio"].startswith(str(tmp_path.resolve()))
+    name, rows = load_benchmark(f"esc50:{DATA}/esc50/esc50.csv@{tmp_path}?folds=1,2",
+                                require_audio=False)
+    assert name == "esc50:esc50" and len(rows) == 800
+    _, rows = load_benchmark(f"clotho:{DATA}/clotho/val.csv@{tmp_path}", require_audio=False)
+    assert len(rows) == 1045
+    _, rows = load_benchmark(f"audiocaps:{DATA}/audiocaps/val.csv@{tmp_path}", require_audio=False)
+    assert len(rows) == 495
+    # Audio is required by default: the error names the count.
+    with pytest.raises(BenchmarkError, match="2000 of 2000 audio files not found"):
+        load_benchmark(f"esc50:{DATA}/esc50/esc50.csv@{tmp_path}")
+
+
+def test_bad_specs():
+    assert parse_spec("/some/file.jsonl") is None
+    with pytest.raises(BenchmarkError, match="METADATA_FILE@AUDIO_DIR"):
+        load_benchmark("mmau:/x/mmau.json")
+    with pytest.raises(BenchmarkError, match="unknown option"):
+        load_benchmark("clotho:/x/test.csv@/audio?folds=1")
+    kind, meta, audio, opts = parse_spec("esc50:/a@b/esc50.csv@/audio?folds=3")
+    assert (kind, meta, audio, opts) == ("esc50", Path("/a@b/esc50.csv"), Path("/audio"),
+                                         {"folds": [3]})
