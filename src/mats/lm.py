@@ -92,6 +92,9 @@ def _build_tiny_gpt2(cfg: LMConfig, corpus: list[str] | None):
         # A frozen random LM's tied output layer caps the logit scale at ~|ln_f(h)| * |e|; GPT-2's
         # 0.02 init makes every distribution nearly uniform, so a tiny model needs a larger one.
         initializer_range=o.get("initializer_range", 0.02),
+        resid_pdrop=o.get("dropout", 0.1),
+        embd_pdrop=o.get("dropout", 0.1),
+        attn_pdrop=o.get("dropout", 0.1),
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.eos_token_id,

@@ -169,7 +169,10 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
     out = Path(out)
     tc = run.train
     d = setup_distributed()
+    # --max-steps stops early; the schedule's horizon stays the configured run length, so a run
+    # stopped at N and resumed gives the same weights as one that never stopped.
     max_steps = max_steps if max_steps is not None else tc.max_steps
+    horizon = max(tc.max_steps, max_steps)
     per_rank, rem = divmod(tc.batch_size, d.world)
     if rem or per_rank % tc.micro_batch_size and per_rank > tc.micro_batch_size:
         raise TrainError(f"batch_size {tc.batch_size} must split evenly over {d.world} process(es) "
@@ -207,7 +210,7 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
 
     params = model.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc, max_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc, horizon))
     start = 0
     if resume:
         ckpt = latest_checkpoint(out)

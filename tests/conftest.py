@@ -1,0 +1,52 @@
+"""Shared fixtures. Every test runs offline: nothing may reach a model hub."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+from mats.config import RunConfig, load_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def tiny_run_config(cache_dir: Path | None, **train) -> RunConfig:
+    """The tiny preset shrunk further for tests: small batches, few records."""
+    run = load_config(ROOT / "configs" / "tiny.yaml")
+    run.data.train = ["synthetic:400"]
+    run.data.cache_dir = str(cache_dir) if cache_dir else None
+    run.model.santa.memory_size = 200
+    run.train.batch_size = 8
+    run.train.micro_batch_size = 4
+    run.train.warmup_steps = 5
+    run.train.log_every = 1
+    run.train.checkpoint_every = 5
+    for k, v in train.items():
+        setattr(run.train, k, v)
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory) -> Path:
+    """A tiny model trained for a few steps (per test process); returns its final directory."""
+    from mats.train import train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    run = tiny_run_config(out / "cache", max_steps=30)
+    return train(run, out / "run", progress=False)
+
+
+@pytest.fixture()
+def wav_file(tmp_path) -> Path:
+    """One second of a 440 Hz tone at 16 kHz."""
+    t = np.arange(16000) / 16000
+    path = tmp_path / "tone.wav"
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    return path

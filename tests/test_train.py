@@ -1,0 +1,106 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from mats.config import to_dict
+from mats.train import TrainError, batch_indices, lr_lambda, train
+
+from conftest import ROOT, tiny_run_config
+
+
+def _weights(run_dir):
+    return load_file(str(run_dir / "final" / "model.safetensors"))
+
+
+def _losses(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_batches_cover_each_epoch_once():
+    n, b = 10, 4
+    seen = [i for step in range(5) for i in batch_indices(n, step, b, seed=3)]  # 2 epochs
+    assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))
+    assert list(batch_indices(n, 1, b, seed=3)) == seen[4:8]
+
+
+def test_schedule_warms_up_then_decays():
+    from mats.config import TrainConfig
+
+    f = lr_lambda(TrainConfig(warmup_steps=10, schedule="linear"), 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5) and f(110) == 0.0
+    g = lr_lambda(TrainConfig(warmup_steps=0, schedule="cosine"), 100)
+    assert g(50) == pytest.approx(0.5)
+
+
+def test_metrics_log_and_final_model(tmp_path):
+    out = tmp_path / "run"
+    final = train(tiny_run_config(tmp_path / "cache", max_steps=6), out, progress=False)
+    rows = _losses(out)
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    assert all({"step", "loss", "lr", "samples_per_s"} <= set(r) for r in rows)
+    assert (final / "config.json").is_file() and (final / "santa.safetensors").is_file()
+    assert (out / "checkpoints").is_dir()
+    with pytest.raises(TrainError, match="--resume"):
+        train(tiny_run_config(tmp_path / "cache", max_steps=6), out, progress=False)
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    cfg = tiny_run_config(tmp_path / "cache", max_steps=10)
+    train(cfg, tmp_path / "straight", progress=False)
+    train(cfg, tmp_path / "split", max_steps=5, progress=False)
+    assert sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())[-1] == "step_0000005"
+    train(cfg, tmp_path / "split", resume=True, progress=False)
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _losses(tmp_path / "straight") == [
+        {**r, "samples_per_s": s["samples_per_s"]}
+        for r, s in zip(_losses(tmp_path / "split"), _losses(tmp_path / "straight"))]
+
+
+def test_loss_falls(tmp_path):
+    cfg = tiny_run_config(tmp_path / "cache", max_steps=40, checkpoint_every=100)
+    train(cfg, tmp_path / "run", progress=False)
+    losses = [r["loss"] for r in _losses(tmp_path / "run")]
+    assert sum(losses[-5:]) / 5 < 0.75 * sum(losses[:5]) / 5
+
+
+def test_cache_means_no_text_encoding_in_steps(tmp_path, monkeypatch):
+    cfg = tiny_run_config(tmp_path / "cache", max_steps=2)
+    train(cfg, tmp_path / "a", progress=False)  # fills the cache
+    calls = []
+    from mats.encoders import hf_clap
+
+    original = hf_clap.HFClapEncoder.embed_text
+    monkeypatch.setattr(hf_clap.HFClapEncoder, "embed_text",
+                        lambda self, texts: calls.append(len(texts)) or original(self, texts))
+    train(cfg, tmp_path / "b", progress=False)
+    assert calls == []  # every embedding came from the cache, memory included
+    assert all(torch.equal(x, y) for x, y in zip(_weights(tmp_path / "a").values(), _weights(tmp_path / "b").values()))
+
+
+def test_torchrun_two_processes_follow_the_one_process_curve(tmp_path):
+    cfg = tiny_run_config(tmp_path / "cache", max_steps=8, checkpoint_every=100)
+    # Dropout masks differ between one process and two; without it the runs optimise the same
+    # objective on the same samples with the same noise, so they must agree to float precision.
+    cfg.model.lora.dropout = 0.0
+    cfg.model.lm.options["dropout"] = 0.0
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(to_dict(cfg)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = [sys.executable, "-m", "mats", "train", str(path), "--out", str(tmp_path / "one")]
+    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           "-m", "mats", "train", str(path), "--out", str(tmp_path / "two")]
+    for cmd in (one, two):
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert r.returncode == 0, r.stderr[-2000:]
+    a = [r["loss"] for r in _losses(tmp_path / "one")]
+    b = [r["loss"] for r in _losses(tmp_path / "two")]
+    assert len(a) == len(b) == 8
+    assert max(abs(x - y) / x for x, y in zip(a, b)) < 1e-3
