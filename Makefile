@@ -9,7 +9,8 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: venv demo test model clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install_system_deps.sh
+	bash scripts/install_system_deps.sh
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned to the CPU build on this disk; a plain `torch` pulls a multi-GB CUDA build.

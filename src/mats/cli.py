@@ -130,7 +130,21 @@ def demo():
     run_demo()
 
 
+def _quiet_libraries() -> None:
+    """Users see our output and our errors, not library progress bars and deprecation notes."""
+    import warnings
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a hub
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
 def main() -> None:
+    _quiet_libraries()
     try:
         app()
     except SystemExit:

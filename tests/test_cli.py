@@ -1,0 +1,59 @@
+"""The command line contract of DESIGN §3, run as a user would (a subprocess)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+def mats(*args, check=True):
+    r = subprocess.run([sys.executable, "-m", "mats", *map(str, args)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=300)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_four_verbs_print_the_documented_json(trained_tiny, wav_file):
+    doc = json.loads(mats("ask", wav_file, "What is the sound event?", "--model", trained_tiny, "--json").stdout)
+    assert set(doc) == {"audio", "question", "answer"} and isinstance(doc["answer"], str)
+
+    docs = json.loads(mats("caption", wav_file, wav_file, "--model", trained_tiny, "--json").stdout)
+    assert [set(d) for d in docs] == [{"audio", "caption"}] * 2 and docs[0] == docs[1]
+
+    docs = json.loads(mats("classify", wav_file, "--labels", "dog,rain,piano", "--model", trained_tiny,
+                           "--json").stdout)
+    assert set(docs[0]) == {"audio", "label", "scores"}
+    assert docs[0]["label"] in {"dog", "rain", "piano"} and set(docs[0]["scores"]) == {"dog", "rain", "piano"}
+    assert docs[0]["label"] == max(docs[0]["scores"], key=docs[0]["scores"].get)
+
+    doc = json.loads(mats("choose", wav_file, "What is heard?", "--choices", "a dog|rain|a piano",
+                          "--model", trained_tiny, "--json").stdout)
+    assert set(doc) == {"audio", "question", "answer"} and doc["answer"] in {"a dog", "rain", "a piano"}
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not audio at all", b"RIFF\x00\x00\x00\x00WAVEjunk"])
+def test_a_corrupt_file_is_one_clear_line(trained_tiny, tmp_path, content):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(content)
+    r = mats("ask", bad, "What is it?", "--model", trained_tiny, check=False)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.wav" in lines[0] and "Traceback" not in r.stderr
+
+
+def test_missing_file_and_missing_model(trained_tiny, tmp_path):
+    r = mats("caption", tmp_path / "nope.wav", "--model", trained_tiny, check=False)
+    assert r.returncode != 0 and "nope.wav" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = mats("caption", tmp_path / "nope.wav", "--model", tmp_path / "no-model", check=False)
+    assert r.returncode != 0 and "no-model" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_with_a_bad_config_is_one_line(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("train:\n  learning_rate: 1\n")
+    r = mats("train", cfg, "--out", tmp_path / "out", check=False)
+    assert r.returncode != 0 and "learning_rate" in r.stderr and "Traceback" not in r.stderr
