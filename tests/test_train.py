@@ -104,3 +104,29 @@ def test_torchrun_two_processes_follow_the_one_process_curve(tmp_path):
     b = [r["loss"] for r in _losses(tmp_path / "two")]
     assert len(a) == len(b) == 8
     assert max(abs(x - y) / x for x, y in zip(a, b)) < 1e-3
+
+
+def test_audio_supervised_twin_trains_on_cached_audio_embeddings(tmp_path, monkeypatch):
+    import numpy as np
+    import soundfile as sf
+
+    pairs = tmp_path / "pairs.jsonl"
+    lines = []
+    for i in range(8):
+        t = np.arange(8000) / 16000
+        sf.write(tmp_path / f"{i}.wav", (0.2 * np.sin(2 * np.pi * (200 + 50 * i) * t)).astype(np.float32), 16000)
+        lines.append(json.dumps({"audio": f"{i}.wav", "caption": f"a tone number {i} hums"}))
+    pairs.write_text("\n".join(lines) + "\n")
+    cfg = tiny_run_config(tmp_path / "cache", max_steps=3)
+    cfg.data.train, cfg.data.audio_pairs = [], [str(pairs)]
+    cfg.model.noise.sigma = 0.0
+    cfg.model.santa.mode = "noise_only"
+    final = train(cfg, tmp_path / "run", progress=False)
+    assert not (final / "santa.safetensors").exists()  # noise_only needs no memory
+    stores = list((tmp_path / "cache").glob("audio-*/embeddings.npy"))
+    assert len(stores) == 1 and np.load(stores[0]).shape[0] == 8
+    # A second run takes every clip's embedding from the cache.
+    from mats.encoders import hf_clap
+
+    monkeypatch.setattr(hf_clap.HFClapEncoder, "embed_audio", lambda *a: pytest.fail("audio re-embedded"))
+    train(cfg, tmp_path / "again", progress=False)

@@ -1,15 +1,18 @@
-"""On-disk cache of frozen-encoder text embeddings, keyed by content.
+"""On-disk caches of frozen-encoder embeddings, keyed by content.
 
-Text-only training never needs to run the text encoder inside a step: every distinct text is
-embedded once and stored under `cache_dir/<encoder fingerprint>/`, keyed by the SHA-256 of the
-text, so the cache survives reordering, new files and resumed runs.
+Text-only training never runs the text encoder inside a step: every distinct text is embedded
+once and stored under `cache_dir/<encoder fingerprint>/`, keyed by the SHA-256 of the text, so
+the cache survives reordering, new files and resumed runs. Audio embeddings (for the
+audio-supervised twin) are keyed by the SHA-256 of the file's bytes and the windowing settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,10 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def file_key(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def embed_texts(encoder, texts: list[str], batch_size: int = 256, progress: bool = False) -> torch.Tensor:
     """Embed texts in batches (B, D), with a progress bar when asked."""
     chunks = []
@@ -29,29 +36,50 @@ def embed_texts(encoder, texts: list[str], batch_size: int = 256, progress: bool
     return torch.cat(chunks) if chunks else torch.zeros(0, encoder.dim)
 
 
+def _cached(root: Path, keys: list[str], items: list, dim: int,
+            compute: Callable[[list], torch.Tensor]) -> torch.Tensor:
+    """Rows for `keys` from the store in `root`, computing (and storing) the missing ones."""
+    root.mkdir(parents=True, exist_ok=True)
+    index_path, emb_path = root / "index.json", root / "embeddings.npy"
+    stored: list[str] = json.loads(index_path.read_text()) if index_path.is_file() else []
+    table = np.load(emb_path) if emb_path.is_file() else np.zeros((0, dim), np.float32)
+    if len(stored) != len(table):  # a torn write: start over
+        stored, table = [], np.zeros((0, dim), np.float32)
+    row = {k: i for i, k in enumerate(stored)}
+    new = sorted({k: x for k, x in zip(keys, items) if k not in row}.items())
+    if new:
+        fresh = compute([x for _, x in new]).numpy().astype(np.float32)
+        stored += [k for k, _ in new]
+        table = np.concatenate([table, fresh])
+        # Write both files beside their targets, then rename: a crash leaves a consistent pair
+        # or a length mismatch that the check above detects.
+        np.save(root / "embeddings.tmp.npy", table)
+        (root / "index.tmp.json").write_text(json.dumps(stored))
+        os.replace(root / "embeddings.tmp.npy", emb_path)
+        os.replace(root / "index.tmp.json", index_path)
+        row = {k: i for i, k in enumerate(stored)}
+    return torch.from_numpy(table[[row[k] for k in keys]])
+
+
 def cached_text_embeddings(encoder, texts: list[str], cache_dir: str | Path | None,
                            progress: bool = False) -> torch.Tensor:
     """Raw embeddings (N, D) of `texts`, computing only those not yet in the cache."""
+    compute = lambda xs: embed_texts(encoder, xs, progress=progress)  # noqa: E731
     if cache_dir is None:
-        return embed_texts(encoder, texts, progress=progress)
+        return compute(texts)
     root = Path(cache_dir) / encoder.fingerprint()[:32]
-    root.mkdir(parents=True, exist_ok=True)
-    index_path, emb_path = root / "index.json", root / "embeddings.npy"
-    keys: list[str] = json.loads(index_path.read_text()) if index_path.is_file() else []
-    table = np.load(emb_path) if emb_path.is_file() else np.zeros((0, encoder.dim), np.float32)
-    if len(keys) != len(table):  # a torn write from an older version: start over
-        keys, table = [], np.zeros((0, encoder.dim), np.float32)
-    row = {k: i for i, k in enumerate(keys)}
-    wanted = [text_key(t) for t in texts]
-    new = sorted({k: t for k, t in zip(wanted, texts) if k not in row}.items())
-    if new:
-        fresh = embed_texts(encoder, [t for _, t in new], progress=progress).numpy()
-        keys += [k for k, _ in new]
-        table = np.concatenate([table, fresh.astype(np.float32)])
-        # Write both files beside their targets, then rename: a crash leaves the old pair.
-        np.save(root / "embeddings.tmp.npy", table)
-        (root / "index.tmp.json").write_text(json.dumps(keys))
-        os.replace(root / "embeddings.tmp.npy", emb_path)
-        os.replace(root / "index.tmp.json", index_path)
-        row = {k: i for i, k in enumerate(keys)}
-    return torch.from_numpy(table[[row[k] for k in wanted]])
+    return _cached(root, [text_key(t) for t in texts], texts, encoder.dim, compute)
+
+
+def cached_audio_embeddings(encoder, paths: list[str], audio_cfg, cache_dir: str | Path | None,
+                            progress: bool = False) -> torch.Tensor:
+    """Raw audio embeddings (N, D), keyed by file content and the windowing settings."""
+    from mats.encoders import embed_audio_items
+
+    compute = lambda xs: embed_audio_items(encoder, xs, audio_cfg, progress=progress)  # noqa: E731
+    if cache_dir is None:
+        return compute(paths)
+    settings = text_key(json.dumps(dataclasses.asdict(audio_cfg), sort_keys=True))[:8]
+    root = Path(cache_dir) / f"audio-{encoder.fingerprint()[:24]}-{settings}"
+    keys = [file_key(p) for p in tqdm(paths, desc="hashing audio", disable=not progress)]
+    return _cached(root, keys, paths, encoder.dim, compute)

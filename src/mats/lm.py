@@ -69,7 +69,8 @@ def _load_hf(cfg: LMConfig, base_dir: Path | None):
     if not path.is_dir():
         raise LMError(f"{path}: LM directory not found (models are never fetched from a hub)")
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        # fp32 whatever the stored dtype: shipped weights may be fp16, CPU inference wants fp32.
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as err:
         raise LMError(f"{path}: cannot load a causal LM and tokenizer ({err})") from None
@@ -131,7 +132,7 @@ def base_state_dict(peft_model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def export_lm(peft_model: nn.Module, tokenizer, directory: Path) -> None:
+def export_lm(peft_model: nn.Module, tokenizer, directory: Path, half: bool = False) -> None:
     """Write the base LM (without adapters) and tokenizer so the `hf` backend reloads them."""
     from transformers import AutoModelForCausalLM
 
@@ -142,5 +143,5 @@ def export_lm(peft_model: nn.Module, tokenizer, directory: Path) -> None:
     # Tied output embeddings may be absent from the state dict; anything else is a bug.
     if unexpected or any("lm_head" not in k for k in missing):
         raise LMError(f"cannot export LM: missing {missing}, unexpected {unexpected}")
-    clean.save_pretrained(directory)
+    (clean.half() if half else clean).save_pretrained(directory)
     tokenizer.save_pretrained(directory)

@@ -182,8 +182,12 @@ class MATS(nn.Module):
 
     # ---------------------------------------------------------------- save / load
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """config.json, model.safetensors (what trained), santa.safetensors, and built-in bases."""
+    def save_pretrained(self, directory: str | Path, half: bool = False, bundle: bool = False) -> None:
+        """config.json, model.safetensors (what trained), santa.safetensors, and built-in bases.
+
+        half=True stores weights and memory in float16 (for shipping); loading gives float32.
+        bundle=True also copies an LM loaded from a path into the directory (self-contained).
+        """
         from mats.santa import save_memory
 
         directory = Path(directory)
@@ -192,13 +196,14 @@ class MATS(nn.Module):
         exported = self.encoder.export(directory / "encoder")
         if exported is not None:
             cfg = replace(cfg, encoder=exported)
-        if cfg.lm.backend != "hf":
-            export_lm(self.lm, self.tokenizer, directory / "lm")
+        if cfg.lm.backend != "hf" or bundle:
+            export_lm(self.lm, self.tokenizer, directory / "lm", half=half)
             cfg = replace(cfg, lm=replace(cfg.lm, backend="hf", path="lm", options={}))
-        state = {k: v.detach().contiguous() for k, v in self.trainable_state_dict().items()}
+        dtype = torch.float16 if half else torch.float32
+        state = {k: v.detach().to(dtype).contiguous() for k, v in self.trainable_state_dict().items()}
         save_file(state, str(directory / WEIGHTS))
         if self.memory is not None:
-            save_memory(self.memory, directory / MEMORY)
+            save_memory(self.memory, directory / MEMORY, dtype=dtype)
         (directory / CONFIG).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
 
     @classmethod

@@ -108,15 +108,18 @@ def _validate_memory(entries: torch.Tensor, centroids: torch.Tensor, assign: tor
 # save / load
 
 
-def save_memory(mem: SantaMemory, path: str | Path) -> None:
-    """Write the memory as a safetensors file with exactly the keys entries/centroids/assign."""
+def save_memory(mem: SantaMemory, path: str | Path, dtype: torch.dtype = torch.float32) -> None:
+    """Write the memory as a safetensors file with exactly the keys entries/centroids/assign.
+
+    `dtype=torch.float16` halves the file (for shipped models); loading always gives float32.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
-        "entries": mem.entries.contiguous(),
-        "centroids": mem.centroids.contiguous(),
+        "entries": mem.entries.to(dtype).contiguous(),
+        "centroids": mem.centroids.to(dtype).contiguous(),
         "assign": mem.assign.contiguous(),
     }
     save_file(tensors, str(path), metadata={"format": "mats-santa-memory", "version": "1"})
@@ -140,7 +143,7 @@ def load_memory(path: str | Path) -> SantaMemory:
             f"{path}: not a Santa memory (missing keys {missing}, unexpected keys {unexpected})"
         )
     try:
-        return SantaMemory(tensors["entries"], tensors["centroids"], tensors["assign"])
+        return SantaMemory(tensors["entries"].float(), tensors["centroids"].float(), tensors["assign"])
     except SantaError as err:
         raise SantaError(f"{path}: {err}") from None
 

@@ -31,9 +31,10 @@ import yaml
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from mats.cache import cached_text_embeddings
+from mats.cache import cached_audio_embeddings, cached_text_embeddings
 from mats.config import RunConfig, TrainConfig, to_dict
 from mats.data.loading import load_training_records
+from mats.data.records import AudioTIARecord, read_pairs
 from mats.model import MATS, TokenizedPrompt
 from mats.noise import inject_noise_keyed
 
@@ -188,21 +189,13 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
     torch.manual_seed(tc.seed)
 
     # ---- data: records, cached frozen-encoder embeddings, tokenised prompts
-    records = load_training_records(run.data.train, run.data.max_records)
-    if len(records) < tc.batch_size:
-        raise TrainError(f"{len(records)} training records is fewer than one batch ({tc.batch_size})")
     from mats.encoders import build_encoder
 
     encoder = build_encoder(run.model.encoder)
+    records, emb = _load_data(run, encoder, d, progress)
+    if len(records) < tc.batch_size:
+        raise TrainError(f"{len(records)} training records is fewer than one batch ({tc.batch_size})")
     texts = [r.text for r in records]
-    cache = run.data.cache_dir
-    emb = None  # without a cache, the text encoder runs inside every step (slow; for comparison)
-    if cache is not None:
-        if d.main:
-            emb = cached_text_embeddings(encoder, texts, cache, progress=progress)
-        _barrier(d)
-        if not d.main:
-            emb = cached_text_embeddings(encoder, texts, cache)  # hits the cache rank 0 filled
     corpus = [x for r in records for x in (r.text, r.instruction, r.answer)]
     model = MATS.build(run.model, encoder=encoder, corpus=corpus)
     prompts = [model.tokenize(r.instruction, r.answer) for r in records]
@@ -287,6 +280,43 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
     return final
 
 
+def _load_data(run: RunConfig, encoder, d: Dist, progress: bool):
+    """(records, embeddings (N, D) or None).
+
+    Text-only (the MATS setting): AudioTIA records and their cached text embeddings; with the
+    cache disabled, None (the text encoder then runs inside each step).
+    Audio-supervised twin (`data.audio_pairs`): caption records from (audio, caption) pairs with
+    the cached AUDIO embeddings of the clips — the paper's MATS-Audio comparison.
+    """
+    cache = run.data.cache_dir
+    if run.data.audio_pairs:
+        from mats.data.importers import instruction_for
+
+        audio, captions = [], []
+        for path in run.data.audio_pairs:
+            a, c = read_pairs(path)
+            audio += a
+            captions += c
+        if run.data.max_records:
+            audio, captions = audio[: run.data.max_records], captions[: run.data.max_records]
+        records = [AudioTIARecord(c, instruction_for("sound_caption", i), c, "sound_caption")
+                   for i, c in enumerate(captions)]
+        embed = lambda: cached_audio_embeddings(encoder, audio, run.model.audio, cache,  # noqa: E731
+                                                progress=progress and d.main)
+    else:
+        records = load_training_records(run.data.train, run.data.max_records)
+        if cache is None:
+            return records, None
+        embed = lambda: cached_text_embeddings(encoder, [r.text for r in records], cache,  # noqa: E731
+                                               progress=progress and d.main)
+    if d.main:
+        emb = embed()
+    _barrier(d)
+    if not d.main:
+        emb = embed()  # hits the cache rank 0 filled (or recomputes when caching is off)
+    return records, emb
+
+
 def _batch_embeddings(emb, rows, encoder, texts) -> torch.Tensor:
     """Cached embeddings, or (cache disabled) the text encoder run inside the step."""
     if emb is None:
@@ -299,6 +329,8 @@ def _build_santa_memory(run: RunConfig, emb: torch.Tensor | None, texts: list[st
     from mats.santa import build_memory
 
     cfg = run.model.santa
+    if cfg.mode == "noise_only":
+        return None  # the audio embedding alone: no memory to build or ship
     seen: dict[str, int] = {}
     for i, t in enumerate(texts):
         seen.setdefault(t, i)

@@ -21,7 +21,7 @@ SOURCES = {
 }
 RELATIONS = ["while", "followed by", "and then", "as"]
 CAPTION_INSTRUCTIONS = ["Describe the audio.", "Write a caption for this sound.", "What can be heard?"]
-CLASSIFY_INSTRUCTIONS = ["What is the sound event?", "Classify this sound.", "Name the sound source."]
+CLASSIFY_INSTRUCTIONS = ["What is the sound?", "Classify this sound.", "Name the sound source."]
 
 
 def synthetic_records(n: int, seed: int = 0) -> list[AudioTIARecord]:

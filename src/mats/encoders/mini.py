@@ -178,8 +178,11 @@ class AudioTower(nn.Module):
         self.stem = nn.Sequential(*stem)
         self.to_trunk = nn.Conv1d(c_in * (n_mels // scale), arch.width, 1)
         self.blocks = nn.ModuleList(_Residual1d(arch.width) for _ in range(arch.blocks))
+        self.min_frames = scale
 
     def forward(self, mels: torch.Tensor) -> torch.Tensor:
+        if mels.shape[-1] < self.min_frames:  # a very short clip: tile it, as short audio is tiled
+            mels = mels.repeat(1, 1, -(-self.min_frames // mels.shape[-1]))
         h = self.stem(self.input_norm(mels)[:, None])  # (B, C, M / s, T / s)
         b, c, m, t = h.shape
         h = self.to_trunk(h.reshape(b, c * m, t))  # (B, W, T / s): bins become channels

@@ -1,0 +1,468 @@
+"""Pre-train the mini-LM: a small GPT-2 with a byte-level BPE tokenizer, on audio-description text.
+
+MATS freezes its language model, so the LM must already speak the language of the instructions
+and answers, in the chat format the MATS model uses. The corpus therefore holds
+- chat lines shaped like a MATS sample without its audio prefix,
+  "User: <audio></audio> {instruction}\nAssistant: {answer}", from the SoundWorld AudioTIA records
+  and from the real caption corpora (through the importers, so the instructions are the same
+  phrasings MATS trains on);
+- plain captions and descriptions (SoundWorld texts and `clap` captions, AudioCaps, Clotho,
+  MusicCaps, WavCaps SoundBible).
+Evaluation splits of the real corpora (AudioCaps val/test, Clotho val/test, the MusicCaps
+AudioSet-eval half) are left out: they are the paper's benchmarks.
+
+Chat lines are tokenized the way `mats.model.MATS.tokenize` does it: the text before the audio
+prefix and the text after it are tokenized separately and concatenated, so the token boundaries
+around "<audio>" / "</audio>" are the ones the frozen LM meets later.
+
+Training rows pack whole texts (each followed by <|endoftext|>) into rows of `block_size` tokens
+and pad the rest: every position up to `block_size` is trained (MATS puts its instruction after
+~45 tokens of prefix), no text is cut in two unless it is longer than a row, and padding carries
+label -100 and attention mask 0.
+
+Output: a transformers directory (config.json, model.safetensors, tokenizer files) that
+`mats.lm.build_lm(LMConfig(backend="hf", path=...))` loads, plus metrics.jsonl and
+pretrain.json (config and summary). The weights saved are those of the step with the lowest
+validation loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from mats.config import PromptConfig
+from mats.data.records import read_audiotia, read_jsonl
+from mats.lm import train_bpe
+
+IGNORE = -100
+
+
+class PretrainError(Exception):
+    """The mini-LM corpus or its pre-training configuration is invalid."""
+
+
+@dataclass
+class MiniLMConfig:
+    """Sizes and optimisation of the mini-LM (defaults: the shipped model, ~10 min on 2 cores)."""
+
+    # model
+    vocab_size: int = 6000
+    n_embd: int = 256
+    n_layer: int = 4
+    n_head: int = 4
+    n_positions: int = 256
+    dropout: float = 0.0  # < 2 epochs of data: no need to regularise
+    # data
+    block_size: int = 256  # tokens per packed training row (<= n_positions)
+    val_fraction: float = 0.02
+    max_val_texts: int = 2000
+    # optimisation
+    batch_size: int = 16  # rows per step
+    max_steps: int = 1500
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    log_every: int = 10
+    seed: int = 0
+    num_threads: int | None = None
+    save_dtype: Literal["float32", "float16"] = "float32"
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+
+    def check(self) -> None:
+        if self.block_size > self.n_positions:
+            raise PretrainError(f"block_size {self.block_size} exceeds n_positions {self.n_positions}")
+        if self.n_embd % self.n_head:
+            raise PretrainError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise PretrainError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if "{audio}" not in self.prompt.template or "{instruction}" not in self.prompt.template:
+            raise PretrainError("prompt.template must contain {audio} and {instruction}")
+
+
+# --------------------------------------------------------------------------------- corpus
+
+
+def chat_line(instruction: str, answer: str, prompt: PromptConfig | None = None) -> str:
+    """A MATS sample as text, with an empty audio prefix."""
+    prompt = prompt or PromptConfig()
+    head = prompt.template.format(audio="", instruction=instruction)
+    return head + prompt.answer_prefix + answer
+
+
+def _audio_marker(prompt: PromptConfig) -> tuple[str, str]:
+    """(text before the prefix, text after it) of the template, e.g. ("User: <audio>", "</audio> ")."""
+    pre, _, post = prompt.template.partition("{audio}")
+    return pre, post.split("{instruction}")[0]
+
+
+def collect_corpus(soundworld_dir: Path | None, shared_data: Path | None, seed: int = 0,
+                   prompt: PromptConfig | None = None) -> list[str]:
+    """The mini-LM's texts, deduplicated, in a fixed order (the same files give the same list).
+
+    soundworld_dir: a SoundWorld build (audiotia/train.jsonl, clap/train.jsonl); None skips it.
+    shared_data: the real-data folder (audiocaps/, clotho/, musiccaps/, wavcaps/); None skips it,
+    and a missing file inside it is skipped. `seed` picks the instruction phrasing of the real
+    caption corpora's chat lines (as the importers do).
+    """
+    from mats.data.importers import import_audiocaps_csv, import_clotho_csv
+
+    prompt = prompt or PromptConfig()
+    texts: list[str] = []
+    if soundworld_dir is not None:
+        soundworld_dir = Path(soundworld_dir)
+        tia = soundworld_dir / "audiotia" / "train.jsonl"
+        if not tia.is_file():
+            raise PretrainError(f"{tia}: not found; is {soundworld_dir} a SoundWorld build?")
+        for r in read_audiotia(tia):
+            texts.append(chat_line(r.instruction, r.answer, prompt))
+            texts.append(r.text)
+        pairs = soundworld_dir / "clap" / "train.jsonl"
+        if pairs.is_file():
+            for n, obj in enumerate(read_jsonl(pairs), 1):
+                if not isinstance(obj.get("caption"), str):
+                    raise PretrainError(f"{pairs}:{n}: a clap pair needs a string 'caption'")
+                texts.append(obj["caption"])
+    if shared_data is not None:
+        shared_data = Path(shared_data)
+        if not shared_data.is_dir():
+            raise PretrainError(f"{shared_data}: shared data folder not found")
+        records = []
+        if (shared_data / "audiocaps" / "train.csv").is_file():
+            records += import_audiocaps_csv(shared_data / "audiocaps" / "train.csv", seed)
+        if (shared_data / "clotho" / "train.csv").is_file():
+            records += import_clotho_csv(shared_data / "clotho" / "train.csv", seed)
+        musiccaps = shared_data / "musiccaps" / "musiccaps-public.csv"
+        if musiccaps.is_file():
+            records += _musiccaps_train(musiccaps, seed)
+        for r in records:
+            texts.append(chat_line(r.instruction, r.answer, prompt))
+            texts.append(r.text)
+        soundbible = shared_data / "wavcaps" / "soundbible.json"
+        if soundbible.is_file():
+            texts += _soundbible_texts(soundbible)
+    seen: set[str] = set()
+    out = []
+    for t in texts:
+        t = t.strip()
+        if t and t not in seen:
+            seen.add(t)
+            out.append(t)
+    if not out:
+        raise PretrainError("the mini-LM corpus is empty: no SoundWorld build and no shared data found")
+    return out
+
+
+def _musiccaps_train(path: Path, seed: int):
+    """MusicCaps records without the AudioSet-eval half (the benchmark split)."""
+    import csv
+
+    from mats.data.importers import import_musiccaps_csv
+
+    records = import_musiccaps_csv(path, seed)
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    if len(rows) != len(records):
+        raise PretrainError(f"{path}: row count changed while reading")
+    return [r for r, row in zip(records, rows) if row.get("is_audioset_eval", "").strip() != "True"]
+
+
+def _soundbible_texts(path: Path) -> list[str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise PretrainError(f"{path}: not JSON ({err.msg})") from None
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise PretrainError(f"{path}: expected an object with a 'data' list")
+    out = []
+    for item in items:
+        for key in ("description", "caption"):
+            value = item.get(key) if isinstance(item, dict) else None
+            if isinstance(value, str) and value.strip():
+                out.append(value)
+    return out
+
+
+# --------------------------------------------------------------------------------- tokens
+
+
+def split_chat(text: str, prompt: PromptConfig) -> tuple[str, str, str] | None:
+    """A chat line's three parts as MATS tokenizes them, or None for plain text.
+
+    ("User: <audio>", "</audio> {instruction}\nAssistant:", " {answer}") for the default template.
+    """
+    pre, post = _audio_marker(prompt)
+    tail = prompt.template.split("{instruction}", 1)[1]
+    if not text.startswith(pre + post):
+        return None
+    k = text.find(tail + prompt.answer_prefix, len(pre + post))
+    if k < 0:
+        return None
+    cut = k + len(tail)
+    return text[: len(pre)], text[len(pre) : cut], text[cut:]
+
+
+def encode_all(tokenizer, texts: list[str], prompt: PromptConfig) -> tuple[list[list[int]], list[int | None]]:
+    """Token ids of each text + eos, and where each chat line's answer starts (None: plain text).
+
+    Chat lines are tokenized in the three parts `MATS.tokenize` uses (before the prefix, the
+    instruction part, the answer), so their token boundaries match what the frozen LM sees later.
+    """
+    parts = [split_chat(t, prompt) or (t,) for t in texts]
+    flat = [p for ps in parts for p in ps]
+    ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+    eos = tokenizer.eos_token_id
+    docs: list[list[int]] = []
+    starts: list[int | None] = []
+    k = 0
+    for ps in parts:
+        pieces = ids[k : k + len(ps)]
+        k += len(ps)
+        docs.append([i for piece in pieces for i in piece] + [eos])
+        starts.append(len(pieces[0]) + len(pieces[1]) if len(ps) == 3 else None)
+    return docs, starts
+
+
+def encode(tokenizer, text: str, prompt: PromptConfig | None = None) -> list[int]:
+    """Token ids of one text + eos (a chat line split at the audio prefix as MATS splits it)."""
+    return encode_all(tokenizer, [text], prompt or PromptConfig())[0][0]
+
+
+def pack_rows(docs: list[list[int]], block_size: int) -> list[list[int]]:
+    """Greedily pack whole documents into rows of at most `block_size` tokens (order kept).
+
+    A document longer than a row is cut to `block_size` tokens and fills a row alone.
+    """
+    rows: list[list[int]] = []
+    row: list[int] = []
+    for doc in docs:
+        doc = doc[:block_size]
+        if len(row) + len(doc) > block_size:
+            rows.append(row)
+            row = []
+        row = row + doc
+    if row:
+        rows.append(row)
+    return rows
+
+
+def collate(rows: list[list[int]], pad_id: int,
+            loss_from: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad rows into (input_ids (B, T), attention_mask (B, T), labels (B, T)).
+
+    labels are the input ids on real tokens and -100 on padding; with `loss_from`, also -100
+    before position loss_from[i] of row i (to score only an answer).
+    """
+    t = max(len(r) for r in rows)
+    b = len(rows)
+    ids = torch.full((b, t), pad_id, dtype=torch.long)
+    mask = torch.zeros(b, t, dtype=torch.long)
+    labels = torch.full((b, t), IGNORE, dtype=torch.long)
+    for i, r in enumerate(rows):
+        row = torch.tensor(r, dtype=torch.long)
+        ids[i, : len(r)] = row
+        mask[i, : len(r)] = 1
+        start = loss_from[i] if loss_from is not None else 0
+        labels[i, start : len(r)] = row[start:]
+    return ids, mask, labels
+
+
+def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross-entropy over labelled positions, and their count."""
+    logits = model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
+    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])  # (B*(T-1), V)
+    shift_labels = labels[:, 1:].reshape(-1)  # (B*(T-1),)
+    loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE, reduction="sum")
+    return loss, int((shift_labels != IGNORE).sum())
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# --------------------------------------------------------------------------------- model
+
+
+def build_model(cfg: MiniLMConfig, tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=cfg.n_positions,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        resid_pdrop=cfg.dropout,
+        embd_pdrop=cfg.dropout,
+        attn_pdrop=cfg.dropout,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(cfg.seed)
+    return GPT2LMHeadModel(config)
+
+
+def split_corpus(texts: list[str], cfg: MiniLMConfig) -> tuple[list[str], list[str]]:
+    """(train, val): a seeded held-out slice of the deduplicated texts."""
+    unique = sorted(set(texts))
+    if len(unique) < 2:
+        raise PretrainError("the corpus needs at least 2 distinct texts (train and validation)")
+    random.Random(cfg.seed).shuffle(unique)
+    n_val = min(cfg.max_val_texts, max(1, round(len(unique) * cfg.val_fraction)))
+    return unique[n_val:], unique[:n_val]
+
+
+@torch.no_grad()
+def evaluate(model, rows: list[list[int]], pad_id: int, batch_size: int,
+             loss_from: list[int] | None = None) -> float:
+    """Mean per-token loss over `rows` (eval mode, no dropout)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(rows), batch_size):
+        part = None if loss_from is None else loss_from[i : i + batch_size]
+        loss, n = lm_loss(model, *collate(rows[i : i + batch_size], pad_id, part))
+        total, count = total + float(loss), count + n
+    model.train(was_training)
+    return total / max(1, count)
+
+
+def pretrain_mini_lm(corpus_texts: list[str], out: Path, cfg: MiniLMConfig | None = None,
+                     progress: bool = True) -> dict:
+    """Train tokenizer + GPT-2 on `corpus_texts`; write the best checkpoint to `out`.
+
+    Returns a summary (corpus size, parameters, losses, timing), also saved as out/pretrain.json.
+    """
+    cfg = cfg or MiniLMConfig()
+    cfg.check()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    t0 = time.time()
+    train_texts, val_texts = split_corpus(corpus_texts, cfg)
+    tokenizer = train_bpe(train_texts, cfg.vocab_size)
+    pad = tokenizer.pad_token_id
+    train_docs, _ = encode_all(tokenizer, train_texts, cfg.prompt)
+    val_docs, val_starts = encode_all(tokenizer, val_texts, cfg.prompt)
+    val_rows = pack_rows(val_docs, cfg.block_size)
+    # Answer-only loss on held-out chat lines (one per row, from position 0, as in MATS): the
+    # objective MATS will train on, before any audio prefix or LoRA.
+    chat = [i for i, s in enumerate(val_starts) if s is not None and s < cfg.block_size - 1]
+    chat_docs = [val_docs[i][: cfg.block_size] for i in chat]
+    chat_from = [val_starts[i] for i in chat]
+    model = build_model(cfg, tokenizer)
+    model.train()
+    n_params = sum(p.numel() for p in model.parameters())
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]  # matrices and embeddings
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]  # biases, layer norms
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=cfg.betas,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+    )
+    train_tokens = sum(len(d) for d in train_docs)
+    metrics_path = out / "metrics.jsonl"
+    metrics = metrics_path.open("w")
+
+    def log(row: dict) -> None:
+        metrics.write(json.dumps(row) + "\n")
+        metrics.flush()
+
+    def epoch_rows(epoch: int) -> list[list[int]]:
+        order = list(range(len(train_docs)))
+        random.Random(cfg.seed * 1_000_003 + epoch).shuffle(order)
+        return pack_rows([train_docs[i] for i in order], cfg.block_size)
+
+    def run_eval(step: int) -> dict:
+        row = {"step": step, "val_loss": evaluate(model, val_rows, pad, cfg.batch_size * 2)}
+        row["val_ppl"] = math.exp(row["val_loss"])
+        if chat_docs:
+            row["val_answer_loss"] = evaluate(model, chat_docs, pad, cfg.batch_size * 4, chat_from)
+        log(row)
+        return row
+
+    best = run_eval(0)
+    best_state = copy.deepcopy(model.state_dict())
+    epoch, rows, cursor, seen_tokens = 0, epoch_rows(0), 0, 0
+    train_start = time.time()
+    bar = tqdm(range(cfg.max_steps), desc="mini-LM", disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        if cursor + cfg.batch_size > len(rows):
+            epoch, cursor = epoch + 1, 0
+            rows = epoch_rows(epoch)
+        batch = rows[cursor : cursor + cfg.batch_size]
+        cursor += cfg.batch_size
+        loss_sum, n = lm_loss(model, *collate(batch, pad))
+        loss = loss_sum / max(1, n)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        seen_tokens += n
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.max_steps:
+            elapsed = time.time() - train_start
+            log({"step": done, "loss": float(loss), "lr": scheduler.get_last_lr()[0],
+                 "epoch": epoch, "tokens": seen_tokens, "tokens_per_s": seen_tokens / elapsed})
+            bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{seen_tokens / elapsed:.0f}")
+        if done % cfg.eval_every == 0 or done == cfg.max_steps:
+            row = run_eval(done)
+            if row["val_loss"] < best["val_loss"]:
+                best, best_state = row, copy.deepcopy(model.state_dict())
+            bar.write(f"step {done}: val loss {row['val_loss']:.3f} (ppl {row['val_ppl']:.1f})"
+                      + (f", answer loss {row['val_answer_loss']:.3f}" if "val_answer_loss" in row else ""))
+    bar.close()
+    metrics.close()
+    train_seconds = time.time() - train_start
+    model.load_state_dict(best_state)
+    model.eval()
+    if cfg.save_dtype == "float16":
+        model = model.half()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    summary = {
+        "texts": len(corpus_texts),
+        "train_texts": len(train_texts),
+        "val_texts": len(val_texts),
+        "train_tokens": train_tokens,
+        "val_tokens": sum(len(d) for d in val_docs),
+        "vocab_size": len(tokenizer),
+        "parameters": n_params,
+        "steps": cfg.max_steps,
+        "epochs_seen": seen_tokens / max(1, train_tokens),
+        "best_step": best["step"],
+        "val_loss": best["val_loss"],
+        "val_ppl": best["val_ppl"],
+        "val_answer_loss": best.get("val_answer_loss"),
+        "train_seconds": train_seconds,
+        "total_seconds": time.time() - t0,
+        "tokens_per_s": seen_tokens / max(1e-9, train_seconds),
+        "threads": torch.get_num_threads(),
+    }
+    (out / "pretrain.json").write_text(json.dumps({"config": asdict(cfg), "summary": summary}, indent=2))
+    return summary
+

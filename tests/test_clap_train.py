@@ -1,0 +1,288 @@
+"""mini-CLAP training: split by recording, augmentation, loss, metrics, a tiny real run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+from mats.clap_train import (
+    AugmentConfig,
+    ClapTrainError,
+    Clip,
+    MiniClapTrainConfig,
+    augment_mels,
+    compute_mels,
+    contrastive_loss,
+    crop_batch,
+    evaluate_clap,
+    read_clips,
+    retrieval_recall,
+    shift_bins,
+    split_by_recording,
+    train_mini_clap,
+    zero_shot_accuracy,
+)
+from mats.config import AudioConfig, EncoderConfig
+from mats.encoders import build_encoder
+from mats.encoders.mini import MelConfig, MiniClap, MiniClapArch
+
+SR = 16000
+TINY = MiniClapArch(dim=16, stem_channels=[4, 8], width=24, blocks=2, mel=MelConfig(n_mels=32, n_fft=512, hop_length=160))
+# (recording id, label, caption, how to make the wave)
+KINDS = {
+    "beep": ("a high beep", lambda t, r: 0.3 * np.sin(2 * np.pi * (1800 + 200 * r) * t)),
+    "hum": ("a low hum", lambda t, r: 0.3 * np.sin(2 * np.pi * (110 + 20 * r) * t)),
+    "hiss": ("static noise hissing", lambda t, r: 0.1 * np.random.default_rng(r).standard_normal(len(t))),
+    "click": ("sharp clicks", lambda t, r: (np.arange(len(t)) % (1600 + 400 * r) < 40) * 0.5),
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """A small SoundWorld-like folder: manifest + clap/{train,val}.jsonl of 1 s single-source clips,
+    4 labels x 4 recordings, 2 clips per recording (different gains) with their captions."""
+    root = tmp_path_factory.mktemp("world")
+    (root / "clap" / "audio").mkdir(parents=True)
+    t = np.arange(SR) / SR
+    recordings, lines = [], []
+    for label, (caption, make) in KINDS.items():
+        for r in range(4):
+            rec = f"{label}/{r}"
+            recordings.append({"id": rec, "label": label, "split": "clap"})
+            for g, gain in enumerate((1.0, 0.5)):
+                name = f"audio/{label}{r}_{g}.wav"
+                sf.write(root / "clap" / name, (gain * make(t, r)).astype(np.float32), SR)
+                lines.append({"audio": name, "caption": caption, "sources": [rec]})
+                lines.append({"audio": name, "caption": f"the sound of {caption}", "sources": [rec]})
+    (root / "manifest.json").write_text(json.dumps({"recordings": recordings}))
+    (root / "clap" / "train.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines[:-4]))
+    (root / "clap" / "val.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines[-4:]))
+    return root
+
+
+def tiny_cfg(tmp: Path, **over) -> MiniClapTrainConfig:
+    base = dict(arch=TINY, steps=30, batch_size=8, lr=3e-3, warmup_steps=5, crop_seconds=0.5,
+                val_fraction=0.25, eval_every=10, cache_dir=str(tmp / "cache"), seed=0)
+    return MiniClapTrainConfig(**{**base, **over})
+
+
+def pairs(world: Path) -> list[Path]:
+    return [world / "clap" / "train.jsonl", world / "clap" / "val.jsonl"]
+
+
+# ---- data
+
+
+def test_read_clips_groups_captions(world):
+    clips = read_clips(pairs(world))
+    assert len(clips) == 32  # 4 labels x 4 recordings x 2 gains, across both files
+    assert all(len(c.captions) == 2 and len(c.sources) == 1 for c in clips)
+    assert all(Path(c.audio).is_absolute() and Path(c.audio).is_file() for c in clips)
+
+
+def test_read_clips_errors(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"audio": "x.wav"}\n')
+    with pytest.raises(ClapTrainError, match="bad.jsonl:1"):
+        read_clips([bad])
+    with pytest.raises(ClapTrainError, match="file not found"):
+        read_clips([tmp_path / "missing.jsonl"])
+
+
+def test_split_by_recording_keeps_recordings_apart():
+    clip = lambda *src: Clip("x", ["c"], src)  # noqa: E731
+    clips = [clip("a1"), clip("a2"), clip("a3"), clip("a4"), clip("b1"), clip("a1", "b1"), clip("a2", "a3"), clip("c1")]
+    labels = {"a1": "a", "a2": "a", "a3": "a", "a4": "a", "b1": "b", "c1": "c"}
+    train, val, held = split_by_recording(clips, labels, fraction=0.5, max_per_label=2, seed=3)
+    assert len(held) == 2 and set(held) <= {"a1", "a2", "a3", "a4"}  # b and c have one recording each
+    for i in train:
+        assert not set(clips[i].sources) & set(held)
+    for i in val:
+        assert set(clips[i].sources) <= set(held)
+    assert sorted(train + val) == sorted(set(train + val))
+    # the cap binds, and the same seed gives the same split
+    assert len(split_by_recording(clips, labels, 1.0, 1, 3)[2]) == 1
+    assert split_by_recording(clips, labels, 0.5, 2, 3) == (train, val, held)
+
+
+def test_mels_are_cached(world, tmp_path):
+    model = MiniClap(TINY)
+    paths = [c.audio for c in read_clips(pairs(world))[:3]]
+    first = compute_mels(paths, model, tmp_path, progress=False)
+    assert len(list((tmp_path / "mels").rglob("*.npy"))) == 3
+    again = compute_mels(paths, model, tmp_path, progress=False)
+    direct = compute_mels(paths, model, None, progress=False)
+    for a, b, c in zip(first, again, direct):
+        assert a.dtype == torch.float16 and a.shape == (32, SR // 160 + 1)
+        assert torch.equal(a, b) and torch.equal(a, c)
+
+
+# ---- augmentation
+
+
+def test_crop_batch_tiles_and_crops():
+    g = torch.Generator().manual_seed(0)
+    short = torch.arange(3.0).repeat(4, 1)  # (M=4, T=3)
+    long = torch.arange(100.0).repeat(4, 1)  # (4, 100)
+    x = crop_batch([short, long], frames=8, stretch=0.0, generator=g)
+    assert x.shape == (2, 4, 8)
+    assert torch.equal(x[0, 0], torch.tensor([0.0, 1, 2, 0, 1, 2, 0, 1]))  # tiled from the start
+    start = x[1, 0, 0]
+    assert torch.equal(x[1, 0], start + torch.arange(8.0))  # a contiguous window
+    stretched = crop_batch([long] * 4, frames=8, stretch=0.5, generator=g)
+    assert stretched.shape == (4, 4, 8)
+
+
+def test_shift_bins():
+    x = torch.arange(6.0)[None, :, None].repeat(2, 1, 3)  # (2, M=6, T=3), value = bin index
+    out = shift_bins(x, torch.tensor([2.0, -0.5]))
+    assert torch.equal(out[0, :, 0], torch.tensor([0.0, 0, 0, 1, 2, 3]))  # up 2 bins, edge repeated
+    torch.testing.assert_close(out[1, :, 0], torch.tensor([0.5, 1.5, 2.5, 3.5, 4.5, 5.0]))
+
+
+def test_augment_gain_only_adds_a_constant_per_item():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 8, 20)
+    cfg = AugmentConfig(pitch_bins=0, eq_db=0, noise_prob=0, time_masks=0, freq_masks=0, gain_db=6.0)
+    diff = augment_mels(x, cfg, g) - x
+    assert torch.allclose(diff, diff[:, :1, :1].expand_as(diff), atol=1e-6)
+    assert diff.abs().max() <= 6.0 * math.log(10) / 10 + 1e-6 and diff.abs().max() > 0
+
+
+def test_augment_full_is_finite_and_seeded():
+    x = torch.randn(4, 32, 50)
+    a = augment_mels(x, AugmentConfig(noise_prob=1.0), torch.Generator().manual_seed(1))
+    b = augment_mels(x, AugmentConfig(noise_prob=1.0), torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.isfinite(a).all() and torch.equal(a, b)
+    assert (a >= x - 6.0 * 2 * math.log(10) / 10 - 1e-4).float().mean() > 0.5  # noise only adds power
+
+
+# ---- loss and metrics
+
+
+def test_contrastive_loss_matches_cross_entropy():
+    torch.manual_seed(0)
+    a, t = torch.randn(5, 8), torch.randn(5, 8)
+    scale = torch.tensor(math.log(10.0))
+    logits = 10.0 * F.normalize(a, dim=-1) @ F.normalize(t, dim=-1).T
+    expected = (F.cross_entropy(logits, torch.arange(5)) + F.cross_entropy(logits.T, torch.arange(5))) / 2
+    torch.testing.assert_close(contrastive_loss(a, t, scale, torch.eye(5, dtype=torch.bool)), expected)
+    # two items sharing a caption: each row's target is split over both
+    pos = torch.eye(5, dtype=torch.bool)
+    pos[0, 1] = pos[1, 0] = True
+    target = pos.float() / pos.float().sum(1, keepdim=True)
+    manual = -(target * logits.log_softmax(1)).sum(1).mean() / 2 - (target * logits.T.log_softmax(1)).sum(1).mean() / 2
+    torch.testing.assert_close(contrastive_loss(a, t, scale, pos), manual)
+
+
+def test_zero_shot_accuracy_and_recall_by_hand():
+    audio = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]])
+    labels = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert zero_shot_accuracy(audio, labels, [{0}, {1}, {1}]) == pytest.approx(2 / 3)
+    assert zero_shot_accuracy(audio, labels, [{0, 1}, {1}, {0}]) == 1.0
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    items = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    r = retrieval_recall(queries, items, [0, 1, 2], ks=(1, 2))
+    assert r == {1: pytest.approx(2 / 3), 2: 1.0}
+    # a constant encoder: ties count against, so R@1 is not perfect
+    flat = retrieval_recall(torch.ones(4, 2), torch.ones(4, 2), [0, 1, 2, 3], ks=(1, 4))
+    assert flat == {1: 0.0, 4: 1.0}
+
+
+class ToneEncoder:
+    """Fake CLAP: audio -> one-hot of the window's constant level (0.1 -> 0, 0.2 -> 1, ...);
+    text -> one-hot looked up in a table."""
+
+    name, dim, sample_rate, batch_size = "tone", 4, 8000, 8
+
+    def __init__(self, table: dict[str, int]) -> None:
+        self.table = table
+
+    def embed_audio(self, windows):
+        ids = np.rint(np.asarray(windows).mean(axis=1) * 10).astype(int) - 1
+        return F.one_hot(torch.as_tensor(ids), self.dim).float()
+
+    def embed_text(self, texts):
+        return F.one_hot(torch.tensor([self.table[t] for t in texts], dtype=torch.long), self.dim).float()
+
+    def fingerprint(self):
+        return "tone"
+
+    def export(self, directory):
+        return None
+
+
+def test_evaluate_clap_with_a_fake_encoder(tmp_path):
+    files = []
+    for k in range(4):
+        files.append(str(tmp_path / f"{k}.wav"))
+        sf.write(files[-1], np.full(8000, 0.1 * (k + 1), np.float32), 8000)
+    table = {f"the sound of a {x}": i for i, x in enumerate("abcd")}
+    table |= {"cap a": 0, "cap b": 1, "cap c": 3, "cap d": 3}
+    labels = ["a", "b", "c", "d"]
+    rows = [
+        {"audio": files[0], "label": "a", "labels": labels},  # right
+        {"audio": files[1], "label": "b", "labels": labels},  # right
+        {"audio": files[2], "label": "c", "labels": labels},  # wrong: audio says c, prompt for c is 2 -> ok
+        {"audio": files[3], "label": "a", "labels": ["a", "d"]},  # wrong: audio is d
+        {"audio": files[0], "captions": ["cap a"]},  # rank 1
+        {"audio": files[1], "captions": ["cap b"]},  # rank 1
+        {"audio": files[2], "captions": ["cap c", "cap d"]},  # cap c -> clip 3 (miss), cap d -> clip 3 (miss)
+        {"audio": files[3], "captions": ["cap d"]},  # rank 1
+    ]
+    out = evaluate_clap(ToneEncoder(table), rows, AudioConfig(clip_seconds=0.5))
+    assert out["classification"] == {"n": 4, "accuracy": 0.75, "chance": pytest.approx((3 / 4 + 1 / 2) / 4)}
+    ret = out["retrieval"]
+    assert ret["n_queries"] == 5 and ret["n_audio"] == 4
+    assert ret["t2a_R@1"] == pytest.approx(3 / 5) and ret["chance_R@1"] == 0.25
+    assert ret["t2a_R@10"] == 1.0 and ret["chance_R@10"] == 1.0
+
+
+# ---- training
+
+
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "mini"
+    cfg = tiny_cfg(out.parent, augment=AugmentConfig(enabled=False))
+    return out, cfg, train_mini_clap(pairs(world), out, cfg, progress=False)
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_encoder(world, trained):
+    out, cfg, summary = trained
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [10, 20, 30]
+    assert history[-1]["loss"] < 0.8 * history[0]["loss"]
+    assert summary["best_step"] in (10, 20, 30) and summary["val_recordings"] == 4  # one per label
+    split = json.loads((out / "split.json").read_text())["val_recordings"]
+    assert len(split) == 4 and len({r.split("/")[0] for r in split}) == 4
+
+    encoder = build_encoder(EncoderConfig(backend="mini", path=str(out)))
+    assert encoder.fingerprint() == summary["fingerprint"] and encoder.dim == 16
+    # the saved weights are the best validation checkpoint's: re-measuring reproduces its score
+    best = next(h for h in history if h["step"] == summary["best_step"])
+    assert summary["val_score"] == best["val_score"]
+
+
+def test_training_is_deterministic(world, trained, tmp_path):
+    out, cfg, summary = trained
+    again = train_mini_clap(pairs(world), tmp_path / "again", cfg, progress=False)
+    assert again["fingerprint"] == summary["fingerprint"]
+    other = train_mini_clap(pairs(world), tmp_path / "other", tiny_cfg(tmp_path, seed=1, steps=10), progress=False)
+    assert other["fingerprint"] != summary["fingerprint"]
+
+
+def test_training_config_errors(world, tmp_path):
+    with pytest.raises(ClapTrainError, match="batch_size"):
+        train_mini_clap(pairs(world), tmp_path / "x", tiny_cfg(tmp_path, batch_size=64), progress=False)
+    with pytest.raises(ClapTrainError, match="label"):
+        train_mini_clap(pairs(world), tmp_path / "x", tiny_cfg(tmp_path, prompt="no placeholder"), progress=False)
+    with pytest.raises(ClapTrainError, match="no validation clips"):
+        train_mini_clap(pairs(world), tmp_path / "x", tiny_cfg(tmp_path, val_fraction=0.0), progress=False)
