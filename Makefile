@@ -27,5 +27,9 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -n 2 tests
 
+# Rebuild the embedded models (SoundWorld full, mini-CLAP, mini-LM, MATS-mini, MATS-Audio-mini).
+model: venv
+	$(BIN)/python -m mats.build_mini
+
 clean:
 	rm -rf $(VENV) .pytest_cache

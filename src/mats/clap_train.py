@@ -41,9 +41,9 @@ from tqdm.auto import tqdm
 
 from mats.audio import load_audio
 from mats.cache import cached_text_embeddings
-from mats.config import AudioConfig
+from mats.config import AudioConfig, EncoderConfig
 from mats.data.records import RecordError, read_bench, read_jsonl
-from mats.encoders import embed_audio_items
+from mats.encoders import build_encoder, embed_audio_items
 from mats.encoders.mini import MiniClap, MiniClapArch, MiniClapEncoder, MiniLMTower, save_mini_clap
 
 DEFAULT_PROMPT = "the sound of a {label}"
@@ -532,7 +532,7 @@ def train_mini_clap(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig | Non
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
 
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
                 record = {"step": step + 1, "loss": float(np.mean(losses)), "lr": _lr_at(step, cfg),
@@ -567,3 +567,21 @@ def train_mini_clap(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig | Non
         "fingerprint": encoder.fingerprint(),
         "seconds": round(time.time() - start_time, 1),
     }
+
+
+def train_on_soundworld(
+    data_dir: Path, out: Path, cfg: MiniClapTrainConfig | None = None, audio_cfg: AudioConfig | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """train_mini_clap on every DIR/clap/*.jsonl, then evaluate_soundworld on DIR/bench (recordings
+    never used in training). Writes out/bench_metrics.json; returns {"train": ..., "bench": ...}."""
+    data_dir = Path(data_dir)
+    pairs = sorted((data_dir / "clap").glob("*.jsonl"))
+    if not pairs:
+        raise ClapTrainError(f"{data_dir}: no clap/*.jsonl pairs files (build SoundWorld with `mats data build`)")
+    summary = train_mini_clap(pairs, out, cfg, progress)
+    encoder = build_encoder(EncoderConfig(backend="mini", path=str(Path(out).resolve())))
+    prompt = (cfg or MiniClapTrainConfig()).prompt
+    bench = evaluate_soundworld(encoder, data_dir, audio_cfg, prompt, progress)
+    (Path(out) / "bench_metrics.json").write_text(json.dumps(bench, indent=2, sort_keys=True) + "\n")
+    return {"train": summary, "bench": bench}

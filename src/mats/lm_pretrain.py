@@ -284,7 +284,7 @@ def collate(rows: list[list[int]], pad_id: int,
 
 def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over labelled positions, and their count."""
-    logits = model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # (B, T, V)
     shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])  # (B*(T-1), V)
     shift_labels = labels[:, 1:].reshape(-1)  # (B*(T-1),)
     loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE, reduction="sum")
@@ -311,6 +311,9 @@ def build_model(cfg: MiniLMConfig, tokenizer):
         n_embd=cfg.n_embd,
         n_layer=cfg.n_layer,
         n_head=cfg.n_head,
+        # The same tanh-approximated GELU as GPT-2's "gelu_new", as one fused kernel (GPT-2's
+        # version is a chain of element-wise ops that costs ~10% of a CPU training step).
+        activation_function="gelu_pytorch_tanh",
         resid_pdrop=cfg.dropout,
         embd_pdrop=cfg.dropout,
         attn_pdrop=cfg.dropout,
@@ -378,7 +381,7 @@ def pretrain_mini_lm(corpus_texts: list[str], out: Path, cfg: MiniLMConfig | Non
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]  # biases, layer norms
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=cfg.betas,
+        lr=cfg.lr, betas=cfg.betas, fused=True,  # fused: ~5x faster than foreach on CPU
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)

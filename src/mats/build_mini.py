@@ -1,0 +1,155 @@
+"""`make model`: rebuild the embedded models from a clean machine, stage by stage.
+
+    python -m mats.build_mini [--work runs/mini] [--data data/soundworld] [--force STAGE ...]
+
+Stages (each skipped when its output exists, so an interrupted build resumes where it stopped):
+  1. soundworld  `mats data build --profile full`                   -> DATA/
+  2. clap        mini-CLAP, contrastive on SoundWorld `clap` pairs    -> WORK/clap/
+  3. lm          mini-LM, BPE + GPT-2 pre-trained on caption text      -> WORK/lm/
+  4. mats        MATS-mini, text-only on AudioTIA (configs/mats-mini.yaml) -> WORK/mats/
+  5. audio       MATS-Audio-mini, the same budget on clap audio embeddings -> WORK/mats-audio/
+  6. ship        fp16 copies into src/mats/assets/{mats-mini, mats-audio-mini} (+ a demo clip)
+Every stage prints what it built; WORK/build.json collects the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from mats.api import ASSETS
+
+ROOT = Path(__file__).resolve().parents[2]
+PRESET = ROOT / "configs" / "mats-mini.yaml"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+STAGES = ("soundworld", "clap", "lm", "mats", "audio", "ship")
+
+
+def _log(summary: dict, stage: str, result: dict, started: float, work: Path) -> None:
+    summary[stage] = {**result, "seconds": round(time.perf_counter() - started, 1)}
+    (work / "build.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"[{stage}] done in {summary[stage]['seconds']} s: "
+          f"{json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, default=str)}")
+
+
+def mats_run_config(work: Path, data: Path, audio: bool = False, seed: int = 0, sigma: float | None = None):
+    """The MATS-mini preset pointed at this build's encoder, LM and data."""
+    from mats.config import load_config
+
+    run = load_config(PRESET)
+    run.model.encoder.path = str((work / "clap").resolve())
+    run.model.lm.path = str((work / "lm").resolve())
+    run.data.cache_dir = str((work / "cache").resolve())
+    run.train.seed = seed
+    run.model.santa.seed = seed
+    if sigma is not None:
+        run.model.noise.sigma = sigma
+    if audio:
+        # The audio-supervised twin: clap (audio, caption) pairs, no noise, no Santa.
+        run.data.train = []
+        run.data.audio_pairs = [str(data / "clap" / "train.jsonl")]
+        run.model.noise.sigma = 0.0
+        run.model.santa = replace(run.model.santa, mode="noise_only")
+    else:
+        run.data.train = [str(data / "audiotia" / "train.jsonl")]
+    return run
+
+
+def ship(src: Path, name: str, demo_clip: Path | None = None) -> None:
+    """Write an fp16, self-contained copy of a trained model into the package."""
+    from mats.model import MATS
+
+    dest = ASSETS / name
+    shutil.rmtree(dest, ignore_errors=True)
+    MATS.from_pretrained(src).save_pretrained(dest, half=True, bundle=True)
+    if demo_clip is not None:
+        shutil.copy(demo_clip, dest / "demo.wav")
+
+
+def share_bases(twin: str, base: str) -> None:
+    """Point the twin's config at the base model's encoder and LM (shipped once, not twice)."""
+    cfg_path = ASSETS / twin / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["lm"]["path"] = f"../{base}/lm"
+    cfg["encoder"]["path"] = f"../{base}/encoder"
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    shutil.rmtree(ASSETS / twin / "lm")
+    shutil.rmtree(ASSETS / twin / "encoder")
+
+
+def pick_demo_clip(data: Path) -> Path:
+    """A held-out benchmark clip with an animal in it (deterministic: the first one)."""
+    from mats.data.records import read_bench
+
+    for row in read_bench(data / "bench" / "sound_caption.jsonl"):
+        if any(w in " ".join(row["captions"]).lower() for w in ("dog", "cow", "cat", "bird", "rooster")):
+            return Path(row["audio"])
+    return Path(read_bench(data / "bench" / "sound_caption.jsonl")[0]["audio"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "mini")
+    ap.add_argument("--data", type=Path, default=ROOT / "data" / "soundworld")
+    ap.add_argument("--force", nargs="*", default=[], choices=STAGES, help="re-run these stages")
+    ap.add_argument("--until", choices=STAGES, default="ship", help="stop after this stage")
+    args = ap.parse_args(argv)
+    work, data = args.work, args.data
+    work.mkdir(parents=True, exist_ok=True)
+    summary: dict = json.loads((work / "build.json").read_text()) if (work / "build.json").is_file() else {}
+
+    def todo(stage: str, output: Path) -> bool:
+        return stage in args.force or not output.exists()
+
+    for stage in STAGES:
+        t = time.perf_counter()
+        if stage == "soundworld" and todo(stage, data / "summary.json"):
+            from mats.data.soundworld import build
+
+            _log(summary, stage, build("full", data), t, work)
+        elif stage == "clap" and todo(stage, work / "clap" / "bench_metrics.json"):
+            from mats.clap_train import train_on_soundworld
+            from mats.config import load_config
+
+            audio_cfg = load_config(PRESET).model.audio
+            _log(summary, stage, train_on_soundworld(data, work / "clap", audio_cfg=audio_cfg), t, work)
+        elif stage == "lm" and todo(stage, work / "lm" / "config.json"):
+            from mats.lm_pretrain import collect_corpus, pretrain_mini_lm
+
+            corpus = collect_corpus(data, SHARED_DATA if SHARED_DATA.is_dir() else None)
+            _log(summary, stage, pretrain_mini_lm(corpus, work / "lm"), t, work)
+        elif stage == "mats" and todo(stage, work / "mats" / "final" / "config.json"):
+            from mats.train import train
+
+            shutil.rmtree(work / "mats", ignore_errors=True)
+            train(mats_run_config(work, data), work / "mats")
+            _log(summary, stage, _tail_metrics(work / "mats"), t, work)
+        elif stage == "audio" and todo(stage, work / "mats-audio" / "final" / "config.json"):
+            from mats.train import train
+
+            shutil.rmtree(work / "mats-audio", ignore_errors=True)
+            train(mats_run_config(work, data, audio=True), work / "mats-audio")
+            _log(summary, stage, _tail_metrics(work / "mats-audio"), t, work)
+        elif stage == "ship" and (stage in args.force or not (ASSETS / "mats-mini" / "config.json").exists()):
+            ship(work / "mats" / "final", "mats-mini", pick_demo_clip(data))
+            ship(work / "mats-audio" / "final", "mats-audio-mini")
+            share_bases("mats-audio-mini", "mats-mini")
+            total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
+            _log(summary, stage, {"assets_bytes": total}, t, work)
+        if stage == args.until:
+            break
+    print(json.dumps(summary, indent=2, default=str))
+
+
+def _tail_metrics(run: Path) -> dict:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return {"steps": rows[-1]["step"], "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"],
+            "samples_per_s": rows[-1]["samples_per_s"]}
+
+
+if __name__ == "__main__":
+    main()
