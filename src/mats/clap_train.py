@@ -448,8 +448,13 @@ def train_mini_clap(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig | Non
     """Train mini-CLAP on the pairs files; write `out/` (mini_clap.json + .safetensors: loadable
     with build_encoder(EncoderConfig(backend="mini", path=str(out)))), out/metrics.jsonl (one line
     per validation), out/train_config.json and out/split.json (held-out recordings). Returns the
-    summary (best step, its validation figures, sizes, seconds). Deterministic for cfg.seed."""
-    cfg = cfg or MiniClapTrainConfig()
+    summary (best step, its validation figures, sizes, seconds). Deterministic for cfg.seed; the
+    caller's torch random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        return _train(pairs, out, cfg or MiniClapTrainConfig(), progress)
+
+
+def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: bool) -> dict[str, Any]:
     start_time = time.time()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

@@ -1,29 +1,30 @@
 """Pre-train the mini-LM: a small GPT-2 with a byte-level BPE tokenizer, on audio-description text.
 
 MATS freezes its language model, so the LM must already speak the language of the instructions
-and answers, in the chat format the MATS model uses. The corpus therefore holds
+and answers, in the chat format the MATS model uses. The corpus (`collect_corpus`) holds
 - chat lines shaped like a MATS sample without its audio prefix,
-  "User: <audio></audio> {instruction}\nAssistant: {answer}", from the SoundWorld AudioTIA records
-  and from the real caption corpora (through the importers, so the instructions are the same
-  phrasings MATS trains on);
-- plain captions and descriptions (SoundWorld texts and `clap` captions, AudioCaps, Clotho,
-  MusicCaps, WavCaps SoundBible).
+  "User: <audio></audio> {instruction}\nAssistant: {answer}": every SoundWorld AudioTIA record,
+  and every training caption of the real corpora (AudioCaps, Clotho, MusicCaps) with the
+  importers' instruction phrasings -- the caption itself is the answer, so it is not repeated
+  as plain text;
+- plain text: SoundWorld AudioTIA `text` fields and `clap` captions, WavCaps SoundBible
+  descriptions and captions.
 Evaluation splits of the real corpora (AudioCaps val/test, Clotho val/test, the MusicCaps
 AudioSet-eval half) are left out: they are the paper's benchmarks.
 
-Chat lines are tokenized the way `mats.model.MATS.tokenize` does it: the text before the audio
-prefix and the text after it are tokenized separately and concatenated, so the token boundaries
-around "<audio>" / "</audio>" are the ones the frozen LM meets later.
+Chat lines are tokenized in the pieces `mats.model.MATS.tokenize` uses (text before the audio
+prefix, instruction part, answer), so token boundaries around "<audio>" / "</audio>" are the
+ones the frozen LM meets later.
 
 Training rows pack whole texts (each followed by <|endoftext|>) into rows of `block_size` tokens
 and pad the rest: every position up to `block_size` is trained (MATS puts its instruction after
-~45 tokens of prefix), no text is cut in two unless it is longer than a row, and padding carries
+the audio prefix), no text is cut in two unless it is longer than a row, and padding carries
 label -100 and attention mask 0.
 
-Output: a transformers directory (config.json, model.safetensors, tokenizer files) that
-`mats.lm.build_lm(LMConfig(backend="hf", path=...))` loads, plus metrics.jsonl and
-pretrain.json (config and summary). The weights saved are those of the step with the lowest
-validation loss.
+`pretrain_mini_lm` writes a transformers directory (config.json, model.safetensors, tokenizer
+files) that `mats.lm.build_lm(LMConfig(backend="hf", path=...))` loads, plus metrics.jsonl and
+pretrain.json (config and summary). The weights kept are those of the evaluation with the
+lowest validation loss.
 """
 
 from __future__ import annotations
@@ -66,19 +67,21 @@ class MiniLMConfig:
     # data
     block_size: int = 256  # tokens per packed training row (<= n_positions)
     val_fraction: float = 0.02
-    max_val_texts: int = 2000
+    max_val_texts: int = 1000
     # optimisation
-    batch_size: int = 16  # rows per step
-    max_steps: int = 1500
+    batch_size: int = 8  # rows per step (~2k tokens)
+    max_steps: int = 600
     lr: float = 2e-3
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float = 1.0
-    eval_every: int = 250
+    eval_every: int = 100
     log_every: int = 10
     seed: int = 0
+    # Torch threads while training (None: torch's default). On a machine shared with other busy
+    # processes, 1 thread can be ~2x faster than 2: oversubscribed OpenMP threads wait on each other.
     num_threads: int | None = None
     save_dtype: Literal["float32", "float16"] = "float32"
     prompt: PromptConfig = field(default_factory=PromptConfig)
@@ -149,9 +152,8 @@ def collect_corpus(soundworld_dir: Path | None, shared_data: Path | None, seed: 
         musiccaps = shared_data / "musiccaps" / "musiccaps-public.csv"
         if musiccaps.is_file():
             records += _musiccaps_train(musiccaps, seed)
-        for r in records:
-            texts.append(chat_line(r.instruction, r.answer, prompt))
-            texts.append(r.text)
+        # The caption is the answer of its chat line: no plain copy (it would only repeat it).
+        texts += [chat_line(r.instruction, r.answer, prompt) for r in records]
         soundbible = shared_data / "wavcaps" / "soundbible.json"
         if soundbible.is_file():
             texts += _soundbible_texts(soundbible)
@@ -350,18 +352,35 @@ def evaluate(model, rows: list[list[int]], pad_id: int, batch_size: int,
     return total / max(1, count)
 
 
-def pretrain_mini_lm(corpus_texts: list[str], out: Path, cfg: MiniLMConfig | None = None,
-                     progress: bool = True) -> dict:
-    """Train tokenizer + GPT-2 on `corpus_texts`; write the best checkpoint to `out`.
+@dataclass
+class MiniLM:
+    """A trained mini-LM (the best validation checkpoint) and how it was trained."""
 
-    Returns a summary (corpus size, parameters, losses, timing), also saved as out/pretrain.json.
+    model: torch.nn.Module
+    tokenizer: object
+    summary: dict
+    config: MiniLMConfig
+
+
+def train_mini_lm(corpus_texts: list[str], cfg: MiniLMConfig | None = None, progress: bool = True,
+                  metrics_path: Path | None = None) -> MiniLM:
+    """Train the tokenizer and GPT-2 on `corpus_texts`; return the lowest-validation-loss weights.
+
+    Logs training rows ({"step", "loss", "lr", ...}) and evaluation rows ({"step", "val_loss",
+    "val_ppl", "val_answer_loss"}) to `metrics_path` as JSON lines when given.
     """
     cfg = cfg or MiniLMConfig()
     cfg.check()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    try:
+        return _train(corpus_texts, cfg, progress, metrics_path)
+    finally:
+        torch.set_num_threads(threads)  # a process-wide setting: leave it as it was
+
+
+def _train(corpus_texts: list[str], cfg: MiniLMConfig, progress: bool, metrics_path: Path | None) -> MiniLM:
     t0 = time.time()
     train_texts, val_texts = split_corpus(corpus_texts, cfg)
     tokenizer = train_bpe(train_texts, cfg.vocab_size)
@@ -369,30 +388,30 @@ def pretrain_mini_lm(corpus_texts: list[str], out: Path, cfg: MiniLMConfig | Non
     train_docs, _ = encode_all(tokenizer, train_texts, cfg.prompt)
     val_docs, val_starts = encode_all(tokenizer, val_texts, cfg.prompt)
     val_rows = pack_rows(val_docs, cfg.block_size)
-    # Answer-only loss on held-out chat lines (one per row, from position 0, as in MATS): the
-    # objective MATS will train on, before any audio prefix or LoRA.
-    chat = [i for i, s in enumerate(val_starts) if s is not None and s < cfg.block_size - 1]
+    # Answer-only loss on held-out chat lines, one per row from position 0 as in MATS: the
+    # objective MATS trains on, before any audio prefix or LoRA.
+    chat = [i for i, a in enumerate(val_starts) if a is not None and a < cfg.block_size - 1]
     chat_docs = [val_docs[i][: cfg.block_size] for i in chat]
     chat_from = [val_starts[i] for i in chat]
+
     model = build_model(cfg, tokenizer)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]  # matrices and embeddings
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]  # biases, layer norms
+    decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and embeddings
+    no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases and layer norms
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=cfg.betas, fused=True,  # fused: ~5x faster than foreach on CPU
+        lr=cfg.lr, betas=tuple(cfg.betas), fused=True,  # fused: several times faster on CPU
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
     )
-    train_tokens = sum(len(d) for d in train_docs)
-    metrics_path = out / "metrics.jsonl"
-    metrics = metrics_path.open("w")
+    metrics = metrics_path.open("w") if metrics_path is not None else None
 
     def log(row: dict) -> None:
-        metrics.write(json.dumps(row) + "\n")
-        metrics.flush()
+        if metrics is not None:
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
 
     def epoch_rows(epoch: int) -> list[list[int]]:
         order = list(range(len(train_docs)))
@@ -416,10 +435,12 @@ def pretrain_mini_lm(corpus_texts: list[str], out: Path, cfg: MiniLMConfig | Non
         if cursor + cfg.batch_size > len(rows):
             epoch, cursor = epoch + 1, 0
             rows = epoch_rows(epoch)
+            if len(rows) < cfg.batch_size:
+                raise PretrainError(f"{len(rows)} packed rows cannot fill a batch of {cfg.batch_size}")
         batch = rows[cursor : cursor + cfg.batch_size]
         cursor += cfg.batch_size
         loss_sum, n = lm_loss(model, *collate(batch, pad))
-        loss = loss_sum / max(1, n)
+        loss = loss_sum / max(1, n)  # mean over the batch's real tokens
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -429,34 +450,33 @@ def pretrain_mini_lm(corpus_texts: list[str], out: Path, cfg: MiniLMConfig | Non
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.max_steps:
             elapsed = time.time() - train_start
-            log({"step": done, "loss": float(loss), "lr": scheduler.get_last_lr()[0],
-                 "epoch": epoch, "tokens": seen_tokens, "tokens_per_s": seen_tokens / elapsed})
-            bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{seen_tokens / elapsed:.0f}")
+            log({"step": done, "loss": loss.item(), "lr": scheduler.get_last_lr()[0], "epoch": epoch,
+                 "tokens": seen_tokens, "seconds": elapsed, "tokens_per_s": seen_tokens / elapsed})
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{seen_tokens / elapsed:.0f}")
         if done % cfg.eval_every == 0 or done == cfg.max_steps:
             row = run_eval(done)
             if row["val_loss"] < best["val_loss"]:
                 best, best_state = row, copy.deepcopy(model.state_dict())
-            bar.write(f"step {done}: val loss {row['val_loss']:.3f} (ppl {row['val_ppl']:.1f})"
-                      + (f", answer loss {row['val_answer_loss']:.3f}" if "val_answer_loss" in row else ""))
+            if progress:
+                bar.write(f"step {done}: val loss {row['val_loss']:.3f} (ppl {row['val_ppl']:.2f})"
+                          + (f", answer loss {row['val_answer_loss']:.3f}" if "val_answer_loss" in row else ""))
     bar.close()
-    metrics.close()
+    if metrics is not None:
+        metrics.close()
     train_seconds = time.time() - train_start
     model.load_state_dict(best_state)
     model.eval()
-    if cfg.save_dtype == "float16":
-        model = model.half()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
     summary = {
         "texts": len(corpus_texts),
         "train_texts": len(train_texts),
         "val_texts": len(val_texts),
-        "train_tokens": train_tokens,
+        "train_tokens": sum(len(d) for d in train_docs),
         "val_tokens": sum(len(d) for d in val_docs),
         "vocab_size": len(tokenizer),
         "parameters": n_params,
         "steps": cfg.max_steps,
-        "epochs_seen": seen_tokens / max(1, train_tokens),
+        "tokens_seen": seen_tokens,
+        "epochs": seen_tokens / max(1, sum(len(d) for d in train_docs)),
         "best_step": best["step"],
         "val_loss": best["val_loss"],
         "val_ppl": best["val_ppl"],
@@ -466,6 +486,31 @@ def pretrain_mini_lm(corpus_texts: list[str], out: Path, cfg: MiniLMConfig | Non
         "tokens_per_s": seen_tokens / max(1e-9, train_seconds),
         "threads": torch.get_num_threads(),
     }
-    (out / "pretrain.json").write_text(json.dumps({"config": asdict(cfg), "summary": summary}, indent=2))
-    return summary
+    return MiniLM(model, tokenizer, summary, cfg)
 
+
+def save_mini_lm(lm: MiniLM, out: Path) -> None:
+    """Write model + tokenizer (loadable by `build_lm` with backend "hf") and pretrain.json."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = lm.model
+    if lm.config.save_dtype == "float16":
+        model = copy.deepcopy(model).half()
+    model.save_pretrained(out)
+    lm.tokenizer.save_pretrained(out)
+    info = {"config": asdict(lm.config), "summary": lm.summary}
+    (out / "pretrain.json").write_text(json.dumps(info, indent=2))
+
+
+def pretrain_mini_lm(corpus_texts: list[str], out: Path, cfg: MiniLMConfig | None = None,
+                     progress: bool = True) -> dict:
+    """Train the mini-LM on `corpus_texts` and write it to `out` (metrics.jsonl alongside).
+
+    Returns the summary: corpus size (texts, tokens), parameters, best step, validation loss /
+    perplexity / answer loss, timing and throughput.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lm = train_mini_lm(corpus_texts, cfg, progress, metrics_path=out / "metrics.jsonl")
+    save_mini_lm(lm, out)
+    return lm.summary

@@ -7,6 +7,8 @@ The loop is built so that a run is a pure function of (config, seed, step):
 - the loss is the sum of answer-token cross-entropies divided by the global batch's answer-token
   count, so 1 process x 4 micro-batches and 2 processes x 2 micro-batches optimise the same
   objective at the same global batch;
+- dropout masks are seeded per micro-batch by (seed, step, its first position in the batch), so
+  with the same micro-batch size one process and two draw the same masks;
 - checkpoints hold optimiser, scheduler and every process's RNG state, so `--resume` continues
   bit for bit where the run stopped.
 Output: DIR/metrics.jsonl, DIR/checkpoints/step_XXXXXXX/, DIR/final/ (a loadable model).
@@ -36,9 +38,10 @@ from mats.config import RunConfig, TrainConfig, to_dict
 from mats.data.loading import load_training_records
 from mats.data.records import AudioTIARecord, read_pairs
 from mats.model import MATS, TokenizedPrompt
-from mats.noise import inject_noise_keyed
+from mats.noise import inject_noise_keyed, noise_seed
 
 CKPT_PREFIX = "step_"
+DROPOUT_SALT = 0x5EED  # keeps dropout seeds apart from the noise seeds of the same keys
 
 
 class TrainError(Exception):
@@ -234,6 +237,9 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
             for c, chunk in enumerate(chunks):
                 pos = torch.tensor(list(chunk))
                 rows = idx[list(chunk)]
+                # Dropout masks keyed by (seed, step, the micro-batch's first position): the same
+                # micro-batch draws the same masks on one process or on two.
+                torch.manual_seed(noise_seed(tc.seed + DROPOUT_SALT, step, chunk[0]))
                 z = _batch_embeddings(emb, rows, encoder, texts)  # (b, D)
                 # Keyed by position in the global batch: independent of the process split.
                 z = inject_noise_keyed(z, sigma, seed=tc.seed, step=step, keys=pos)

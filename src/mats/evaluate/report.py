@@ -673,7 +673,7 @@ def findings(ablation: dict[str, dict[str, Cell | None]], table: dict[str, dict[
     for bench, rows in table.items():
         text, audio = rows.get(ROW_TEXT, {}), rows.get(ROW_AUDIO, {})
         for metric, cell in text.items():
-            if cell is None or audio.get(metric) is None:
+            if cell is None or metric != MAIN_METRIC[cell.task] or audio.get(metric) is None:
                 continue
             ok = on_par(cell.stat, audio[metric].stat, tol)
             checks.append(ok)
@@ -717,13 +717,16 @@ def _commands(report: Report, cells: list[tuple[str, Cell]]) -> list[str]:
              report.command(first.jobs[0]), "```", f"then read `{_field(first)}` from the JSON "
              "(a ± cell is the mean and sample std of one such call per model).", "",
              "<details><summary>every evaluation behind this table</summary>", "", "```sh"]
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, str, list[str]]] = {}  # command -> (row, task, metrics)
     for label, c in cells:
         for j in c.jobs:
-            cmd = report.command(j)
-            seen.setdefault(cmd, f"# {label}: {_field(c)}")
-    for cmd, note in seen.items():
-        lines += [note, cmd]
+            row, task, metrics = seen.setdefault(report.command(j), (label, c.task, []))
+            if c.metric not in metrics:
+                metrics.append(c.metric)
+    for cmd, (label, task, metrics) in seen.items():
+        fields = (f'metrics.{task}["{metrics[0]}"]' if len(metrics) == 1
+                  else f"metrics.{task}: {', '.join(metrics)}")
+        lines += [f"# {label}: {fields}", cmd]
     return lines + ["```", "", "</details>", ""]
 
 
