@@ -19,10 +19,12 @@ from mats.lm_pretrain import (
     encode,
     encode_all,
     evaluate,
+    greedy,
     lm_loss,
     lr_factor,
     pack_rows,
     pretrain_mini_lm,
+    prompt_ids,
     split_corpus,
     train_mini_lm,
 )
@@ -187,6 +189,23 @@ def test_training_is_seeded_and_the_saved_model_gives_identical_logits(tmp_path)
     assert ids.tolist()[0] == encode(a.tokenizer, chat_line("Describe the audio.", "A cat meows."))
     with torch.no_grad():
         assert torch.equal(model(input_ids=ids).logits, a.model(input_ids=ids).logits)
+
+
+def test_greedy_continues_the_mats_prompt_by_argmax():
+    lm = train_mini_lm(small_corpus(), MiniLMConfig(max_steps=20, **TINY), progress=False)
+    tok, model = lm.tokenizer, lm.model
+    question = "User: <audio></audio> Describe the audio.\nAssistant:"
+    docs, starts = encode_all(tok, [chat_line("Describe the audio.", "A dog barks.")], PromptConfig())
+    ids = prompt_ids(tok, question)
+    assert ids == docs[0][: starts[0]]
+    for _ in range(5):  # greedy by hand: no KV cache, full recomputation
+        with torch.no_grad():
+            nxt = int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+        if nxt == tok.eos_token_id:
+            break
+        ids.append(nxt)
+    by_hand = tok.decode(ids[starts[0]:], skip_special_tokens=True).strip()
+    assert greedy(model, tok, [question], max_new_tokens=5) == [by_hand]
 
 
 def test_bad_config_is_rejected():

@@ -87,14 +87,29 @@ def train(config: Path, out: Path = typer.Option(Path("runs/latest"), help="Outp
 def evaluate(bench: str = typer.Option(..., help="Benchmark name, spec or JSONL path."),
              model: Optional[str] = ModelOpt, as_json: bool = JsonOpt,
              out: Optional[Path] = typer.Option(None, help="Write predictions.jsonl and metrics.json here."),
-             limit: Optional[int] = typer.Option(None, help="Evaluate the first N items only.")):
+             limit: Optional[int] = typer.Option(None, help="Evaluate the first N items only."),
+             santa: list[str] = typer.Option([], "--santa", help="Santa override KEY=VALUE (mode, lam, "
+                                             "tau, top_l, k); repeatable, for the ablations."),
+             zero_shot: bool = typer.Option(False, "--zero-shot", help="The CLAP encoder alone "
+                                            "(classification and multiple choice).")):
     """Evaluate a model on a benchmark."""
+    from mats.evaluate.ablations import apply_overrides, parse_overrides
     from mats.evaluate.runner import evaluate as run_eval
 
-    result = run_eval(_load(model), bench, out_dir=out, limit=limit)
+    overrides = parse_overrides(santa + (["zero_shot=true"] if zero_shot else []))
+    result = run_eval(apply_overrides(_load(model), overrides), bench, out_dir=out, limit=limit)
     text = "\n".join([f"bench {result['bench']}  n={result['n']}"] +
                      [f"  {k}: {v}" for k, v in result["metrics"].items()])
     _emit(result, as_json, text)
+
+
+@app.command()
+def report(spec: Path = typer.Argument(..., help="Report spec (YAML): models, benchmarks, limits."),
+           out: Optional[Path] = typer.Option(None, help="Output directory (default: the spec's out).")):
+    """Write the results report (tables, ablations, sweeps, modality gap) as README.md + PNGs."""
+    from mats.evaluate.report import run_report
+
+    typer.echo(f"report written to {run_report(spec, out)}")
 
 
 @app.command()

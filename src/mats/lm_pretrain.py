@@ -293,6 +293,28 @@ def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) 
     return loss, int((shift_labels != IGNORE).sum())
 
 
+def prompt_ids(tokenizer, text: str, prompt: PromptConfig | None = None) -> list[int]:
+    """Token ids of a generation prompt (no eos), split at the audio prefix as MATS splits it."""
+    prompt = prompt or PromptConfig()
+    pre, post = _audio_marker(prompt)
+    pieces = [text[: len(pre)], text[len(pre) :]] if text.startswith(pre + post) else [text]
+    return [i for piece in pieces for i in tokenizer(piece, add_special_tokens=False)["input_ids"]]
+
+
+@torch.no_grad()
+def greedy(model, tokenizer, texts: list[str], max_new_tokens: int = 40,
+           prompt: PromptConfig | None = None) -> list[str]:
+    """Greedy continuations of `texts` (one at a time: no padding to reason about)."""
+    out = []
+    for text in texts:
+        ids = torch.tensor([prompt_ids(tokenizer, text, prompt)])  # (1, T)
+        gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.pad_token_id)  # (1, T + new)
+        out.append(tokenizer.decode(gen[0, ids.shape[1] :], skip_special_tokens=True).strip())
+    return out
+
+
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps."""
     if step < warmup:

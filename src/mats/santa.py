@@ -252,9 +252,16 @@ def build_memory(text_emb: torch.Tensor, sigma: float, cfg: SantaConfig) -> Sant
         raise SantaError("text_emb has an all-zero row, which has no direction to normalise")
     gen = torch.Generator().manual_seed(int(cfg.seed))
     entries = inject_noise(text_emb.detach().float().cpu(), sigma, generator=gen)  # (M, D)
+    return cluster_memory(entries, cfg)
+
+
+def cluster_memory(entries: torch.Tensor, cfg: SantaConfig) -> SantaMemory:
+    """k-means over memory entries (M, D) as they are (no noise, no normalisation) into
+    min(cfg.k, M) centres; also used to re-cluster a saved memory for another K."""
+    _check_cfg(cfg)
     m = entries.shape[0]
     k = min(cfg.k, m)
-    x = entries.numpy()
+    x = entries.detach().float().cpu().numpy()
     if cfg.kmeans_backend == "faiss":
         centroids_np = _kmeans_faiss(x, k, cfg)
     elif cfg.kmeans_backend == "sklearn":

@@ -166,7 +166,8 @@ def test_zero_shot_matches_clap_train_evaluation(pipe, tmp_path):
     audio = str(tmp_path / "0.wav")
     out = zs.classify([audio], labels)[0]
     a = torch.nn.functional.normalize(pipe.embed_audio([audio]), dim=-1)[0]
-    t = torch.nn.functional.normalize(pipe.encoder.embed_text([DEFAULT_PROMPT.format(label=x) for x in labels]), dim=-1)
+    prompts = [DEFAULT_PROMPT.format(label=x) for x in labels]
+    t = torch.nn.functional.normalize(pipe.encoder.embed_text(prompts), dim=-1)
     assert out["label"] == labels[int((t @ a).argmax())]
     assert out["scores"]["dog"] == pytest.approx(float(t[0] @ a), abs=1e-5)
     assert zs.choose([audio], ["which?"], [["a bell", "a dog"]])[0] in ("a bell", "a dog")

@@ -54,7 +54,8 @@ def test_gap_numbers_match_a_direct_computation(toy):
     numbers = gap_numbers(gap_panels(audio, text, memory, SANTA, 0.015))
     for name, (a, t) in gap_panels(audio, text, memory, SANTA, 0.015).items():
         a, t = _unit(a.numpy()), _unit(t.numpy())
-        assert numbers[name]["centroid_distance"] == pytest.approx(np.linalg.norm(a.mean(0) - t.mean(0)), abs=1e-6)
+        gap = np.linalg.norm(a.mean(0) - t.mean(0))
+        assert numbers[name]["centroid_distance"] == pytest.approx(gap, abs=1e-6)
         assert numbers[name]["paired_cosine"] == pytest.approx((a * t).sum(1).mean(), abs=1e-6)
         assert numbers[name]["n"] == 12
     # Santa pulls the audio towards the text: the gap shrinks relative to raw CLAP.

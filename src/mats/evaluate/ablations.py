@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from mats.config import SantaConfig
-from mats.santa import MODES, SantaMemory, nearest_centroid
+from mats.santa import MODES, SantaMemory
 
 SANTA_KEYS: dict[str, type] = {"mode": str, "lam": float, "tau": float, "top_l": int, "k": int}
 ZERO_SHOT = "zero_shot"
@@ -128,27 +128,11 @@ def recluster_memory(memory: SantaMemory, k: int, cfg: SantaConfig) -> SantaMemo
 
     The entries tensor is reused as is (not re-noised, not re-normalised).
     """
-    from mats import santa as S
+    from mats.santa import cluster_memory
 
     if k < 1:
         raise AblationError(f"k must be >= 1, got {k}")
-    cfg = replace(cfg, k=int(k))
-    kk = min(cfg.k, memory.size)
-    x = memory.entries.numpy()  # (M, D) float32, unit-norm noisy entries
-    if cfg.kmeans_backend == "faiss":
-        centroids_np = S._kmeans_faiss(x, kk, cfg)
-    elif cfg.kmeans_backend == "sklearn":
-        centroids_np = S._kmeans_sklearn(x, kk, cfg)
-    else:
-        raise AblationError(f"unknown kmeans_backend {cfg.kmeans_backend!r}")
-    centroids = torch.from_numpy(centroids_np.copy())  # (K, D)
-    assign = nearest_centroid(memory.entries, centroids)  # (M,) the inference rule
-    used = torch.bincount(assign, minlength=kk) > 0  # (K,)
-    if not bool(used.all()):
-        remap = torch.cumsum(used.long(), 0) - 1  # old index -> new index
-        centroids = centroids[used]
-        assign = remap[assign]
-    return SantaMemory(memory.entries, centroids.contiguous(), assign.long())
+    return cluster_memory(memory.entries, replace(cfg, k=int(k)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 from mats.config import ConfigError, from_dict, load_model_config, to_dict
 from mats.evaluate.ablations import ZERO_SHOT, AblationError, drop_defaults, overrides_flags
 from mats.evaluate.benchmarks import SOUNDWORLD_BENCHMARKS, benchmark_path, load_benchmark
+from mats.evaluate.metrics import find_spice_jars
 
 CAPTION_TASKS = ("sound_caption", "music_caption")
 CAPTION_METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE", "SPIDEr")
@@ -329,6 +330,10 @@ class Report:
         self._cfg: dict[str, Any] = {}
         self._tasks: dict[str, str] = {}
         self._bench_fp: dict[str, str] = {}
+        # SPICE runs when the jars are found (spec.spice_jars, else $MATS_SPICE_JARS), as in
+        # `mats eval`; the command beside a table then names the same directory.
+        found = find_spice_jars(spec.spice_jars)
+        self.spice = str(found) if found else None
         self.wanted: dict[Job, None] = {}  # insertion-ordered set
         self.computed: list[Job] = []  # evaluations run by this call (not from the cache)
         m = spec.models
@@ -391,7 +396,7 @@ class Report:
         return {"model": self.fingerprint(job.model), "bench": job.bench,
                 "bench_file": self.bench_fingerprint(job.bench),
                 "limit": self.spec.limit_for(job.bench), "overrides": job.ov,
-                "spice": bool(self.spec.spice_jars)}
+                "spice": self.spice is not None}
 
     def entry(self, job: Job) -> Path:
         digest = hashlib.sha256(json.dumps(self.key(job), sort_keys=True).encode()).hexdigest()
@@ -407,7 +412,12 @@ class Report:
         from mats.evaluate import runner
         from mats.evaluate.ablations import apply_overrides
 
-        missing = [j for j in jobs if self.cached(j) is None]
+        # Jobs with one cache entry (the same model files under two names) run once.
+        missing, entries = [], set()
+        for j in jobs:
+            if self.entry(j) not in entries and self.cached(j) is None:
+                entries.add(self.entry(j))
+                missing.append(j)
         if not missing:
             return
         by_model: dict[str, dict[tuple, list[Job]]] = {}
@@ -444,7 +454,7 @@ class Report:
             try:
                 result = runner.evaluate(variant, job.bench, out_dir=entry,
                                          limit=self.spec.limit_for(job.bench),
-                                         progress=self.progress, spice_jars=self.spec.spice_jars,
+                                         progress=self.progress, spice_jars=self.spice,
                                          data=self.spec.data)
             except AblationError as err:  # e.g. a variant that cannot do the task
                 error = str(err)
@@ -469,8 +479,8 @@ class Report:
     def command(self, job: Job) -> str:
         """The `mats eval` call that re-computes this job's numbers."""
         env = [f"MATS_DATA={shlex.quote(self.spec.data)}"]
-        if self.spec.spice_jars:
-            env.append(f"MATS_SPICE_JARS={shlex.quote(self.spec.spice_jars)}")
+        if self.spice:
+            env.append(f"MATS_SPICE_JARS={shlex.quote(self.spice)}")
         parts = [*env, "mats eval", "--model", shlex.quote(job.model), "--bench",
                  shlex.quote(job.bench)]
         limit = self.spec.limit_for(job.bench)
@@ -644,7 +654,8 @@ def findings(ablation: dict[str, dict[str, Cell | None]], table: dict[str, dict[
             if b in other:
                 ok = greater(s, other[b])
                 checks.append(ok)
-                ev.append(f"{b} {_metric_of(ablation, b)}: " + _ab("Santa", s, key.replace("_", " "), other[b], ok))
+                ev.append(f"{b} {_metric_of(ablation, b)}: "
+                          + _ab("Santa", s, key.replace("_", " "), other[b], ok))
         out.append(Finding(claim, verdict(checks), ev,
                            "holds on a metric when mean(Santa) - mean(other) exceeds "
                            "sqrt(sd_Santa^2 + sd_other^2) over the seeds (one seed: plain >); "
@@ -784,8 +795,8 @@ def render_markdown(report: Report, data: dict, gap: dict, figures: dict[str, st
         L += _md_table(["Benchmark", "Model", "n", *CAPTION_METRICS], rows)
         spice = ("SPICE and SPIDEr need the Stanford CoreNLP 3.6.0 jars, which are not "
                  "installed here (`spice_jars` in the spec / MATS_SPICE_JARS): reported n/a, "
-                 "never estimated." if not spec.spice_jars else
-                 f"SPICE from the CoreNLP jars in {spec.spice_jars}.")
+                 "never estimated." if not report.spice else
+                 f"SPICE from the CoreNLP jars in {report.spice}.")
         L += ["", "CIDEr-D's idf comes from the evaluated set, so it depends on the item limit "
               f"(recorded below). {spice}"]
         L += _commands(report, cells)
@@ -845,8 +856,10 @@ def render_markdown(report: Report, data: dict, gap: dict, figures: dict[str, st
           f"CLAP + noise: the text side noised as in training (sigma = {gap['sigma']}, seed "
           f"{gap['seed']}). Memory only / Santa: the audio side replaced by Santa's output in that "
           "mode. One PCA is fitted on all points of all panels, so the panels share axes.", ""]
+    from mats.evaluate.gap import PANELS
+
     rows = [[name, f"{num['centroid_distance']:.4f}", f"{num['paired_cosine']:.4f}", str(num["n"])]
-            for name, num in gap["numbers"].items()]
+            for name in PANELS if (num := gap["numbers"].get(name))]
     L += _md_table(["Panel", "centroid distance", "mean paired cosine", "n"], rows)
     L += ["", "centroid distance = ‖mean(audio) − mean(text)‖ of L2-normalised embeddings; "
           "mean paired cosine = mean cos(audio_i, text_i) (`mats.santa.modality_gap`). These "
@@ -873,6 +886,11 @@ def render_markdown(report: Report, data: dict, gap: dict, figures: dict[str, st
         rows.append([b, report.task(b), str(spec.limit_for(b) or "all"), str(len(t)),
                      f"{sum(t) / len(t):.1f}" if t else "n/a"])
     L += _md_table(["Benchmark", "task", "limit", "evaluations", "mean s / evaluation"], rows)
+    errors = [(j, doc["error"]) for j in report.wanted
+              if (doc := report.cached(j)) and doc.get("error")]
+    if errors:
+        L += ["", "Evaluations that could not run (their cells read n/a):", ""]
+        L += [f"- `{report.command(j)}`: {err}" for j, err in errors]
     total = sum(sum(v) for v in secs.values()) + sum(loads)
     L += ["", f"- Wall time when computed: {total / 60:.1f} min in {sum(map(len, secs.values()))} "
           f"evaluations and {len(loads)} model loads (mean load {sum(loads) / max(1, len(loads)):.1f} s); "
