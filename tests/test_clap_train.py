@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from mats.clap_train import (
+    _label_caption,
     AugmentConfig,
     ClapTrainError,
     Clip,
@@ -110,6 +111,14 @@ def test_split_by_recording_keeps_recordings_apart():
     # the cap binds, and the same seed gives the same split
     assert len(split_by_recording(clips, labels, 1.0, 1, 3)[2]) == 1
     assert split_by_recording(clips, labels, 0.5, 2, 3) == (train, val, held)
+
+
+def test_label_captions():
+    labels = {"d1": "dog", "d2": "dog", "r1": "rain"}
+    cfg = MiniClapTrainConfig(prompt="the sound of {label}")
+    assert _label_caption(Clip("x", ["c"], ("d1", "r1", "d2")), labels, cfg) == ["the sound of dog and rain"]
+    assert _label_caption(Clip("x", ["c"], ("d1", "unknown")), labels, cfg) == []
+    assert _label_caption(Clip("x", ["c"], ("d1",)), labels, MiniClapTrainConfig(label_captions=False)) == []
 
 
 def test_mels_are_cached(world, tmp_path):
@@ -237,7 +246,7 @@ def test_evaluate_clap_with_a_fake_encoder(tmp_path):
         {"audio": files[2], "captions": ["cap c", "cap d"]},  # cap c -> clip 3 (miss), cap d -> clip 3 (miss)
         {"audio": files[3], "captions": ["cap d"]},  # rank 1
     ]
-    out = evaluate_clap(ToneEncoder(table), rows, AudioConfig(clip_seconds=0.5))
+    out = evaluate_clap(ToneEncoder(table), rows, AudioConfig(clip_seconds=0.5), prompt="the sound of a {label}")
     assert out["classification"] == {"n": 4, "accuracy": 0.75, "chance": pytest.approx((3 / 4 + 1 / 2) / 4)}
     ret = out["retrieval"]
     assert ret["n_queries"] == 5 and ret["n_audio"] == 4

@@ -46,7 +46,7 @@ from mats.data.records import RecordError, read_bench, read_jsonl
 from mats.encoders import build_encoder, embed_audio_items
 from mats.encoders.mini import MiniClap, MiniClapArch, MiniClapEncoder, MiniLMTower, save_mini_clap
 
-DEFAULT_PROMPT = "the sound of a {label}"
+DEFAULT_PROMPT = "{label}"  # the bare label: best of six prompts on mini-CLAP validation
 LN10_OVER_10 = math.log(10.0) / 10.0  # dB -> natural-log power units
 
 
@@ -85,6 +85,7 @@ class MiniClapTrainConfig:
     val_max_per_label: int = 3
     eval_every: int = 250
     prompt: str = DEFAULT_PROMPT  # zero-shot class prompt; `{label}` is replaced
+    label_captions: bool = True  # also pair each training clip with the prompt of its sources' labels
     manifest: str | None = None  # recording labels; default: ../manifest.json beside the first pairs file
     cache_dir: str | None = "~/.cache/mats/mini_clap"  # log-mel and sentence caches; None: no cache
     seed: int = 0
@@ -409,6 +410,14 @@ def evaluate_soundworld(
 # training
 
 
+def _label_caption(clip: Clip, labels: dict[str, str], cfg: MiniClapTrainConfig) -> list[str]:
+    """[prompt of "label1 and label2 ..."] for a clip whose sources all have labels (else [])."""
+    if not cfg.label_captions or not all(s in labels for s in clip.sources):
+        return []
+    names = list(dict.fromkeys(labels[s] for s in clip.sources))
+    return [cfg.prompt.format(label=" and ".join(names))]
+
+
 def _lr_at(step: int, cfg: MiniClapTrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -485,7 +494,9 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
 
     vocab = sorted({labels[r] for c in clips for r in c.sources if r in labels})
     prompts = [cfg.prompt.format(label=label) for label in vocab]
-    texts = list(dict.fromkeys([cap for c in clips for cap in c.captions] + prompts))
+    train_captions = {i: clips[i].captions + _label_caption(clips[i], labels, cfg) for i in train_idx}
+    texts = list(dict.fromkeys([cap for caps in train_captions.values() for cap in caps]
+                               + [cap for i in val_idx for cap in clips[i].captions] + prompts))
     text_row = {t: i for i, t in enumerate(texts)}
     tower = MiniLMTower()
     sentences = cached_text_embeddings(tower, texts, None if cache_dir is None else cache_dir / "text", progress)  # (S, 384)
@@ -523,7 +534,7 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
             if len(order) < cfg.batch_size:  # a fresh shuffle of the training clips per epoch
                 order = [train_idx[i] for i in rng.permutation(len(train_idx))]
             batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
-            captions = [clips[i].captions[rng.integers(len(clips[i].captions))] for i in batch]
+            captions = [train_captions[i][rng.integers(len(train_captions[i]))] for i in batch]
             rows = torch.tensor([text_row[c] for c in captions])  # (B,)
 
             x = crop_batch([mels[i] for i in batch], frames, cfg.augment.stretch if cfg.augment.enabled else 0.0, generator)

@@ -69,14 +69,17 @@ class MiniLMConfig:
     val_fraction: float = 0.02
     max_val_texts: int = 1000
     # optimisation
-    batch_size: int = 8  # rows per step (~2k tokens)
-    max_steps: int = 600
+    batch_size: int = 16  # rows per step (~4k tokens)
+    max_steps: int = 1000
     lr: float = 2e-3
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 50
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float = 1.0
+    # bfloat16 autocast for the training forward/backward (master weights, optimiser state and
+    # evaluation stay fp32): ~2x tokens/s on CPUs with AMX / AVX512-BF16 such as this one.
+    bf16: bool = True
     eval_every: int = 100
     log_every: int = 10
     seed: int = 0
@@ -227,7 +230,9 @@ def encode_all(tokenizer, texts: list[str], prompt: PromptConfig) -> tuple[list[
     """
     parts = [split_chat(t, prompt) or (t,) for t in texts]
     flat = [p for ps in parts for p in ps]
-    ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+    ids: list[list[int]] = []
+    for i in range(0, len(flat), 8192):  # chunks: the fast tokenizer's encodings are bulky
+        ids += tokenizer(flat[i : i + 8192], add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
     docs: list[list[int]] = []
     starts: list[int | None] = []
@@ -287,7 +292,8 @@ def collate(rows: list[list[int]], pad_id: int,
 def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over labelled positions, and their count."""
     logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # (B, T, V)
-    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])  # (B*(T-1), V)
+    # fp32 softmax even under bf16 autocast: the loss is a sum over thousands of tokens.
+    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()  # (B*(T-1), V)
     shift_labels = labels[:, 1:].reshape(-1)  # (B*(T-1),)
     loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE, reduction="sum")
     return loss, int((shift_labels != IGNORE).sum())
@@ -461,7 +467,8 @@ def _train(corpus_texts: list[str], cfg: MiniLMConfig, progress: bool, metrics_p
                 raise PretrainError(f"{len(rows)} packed rows cannot fill a batch of {cfg.batch_size}")
         batch = rows[cursor : cursor + cfg.batch_size]
         cursor += cfg.batch_size
-        loss_sum, n = lm_loss(model, *collate(batch, pad))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss_sum, n = lm_loss(model, *collate(batch, pad))
         loss = loss_sum / max(1, n)  # mean over the batch's real tokens
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -108,30 +108,36 @@ class MATS(nn.Module):
         return self.lm.get_input_embeddings()(ids)
 
     def assemble(self, emb: torch.Tensor, prompts: list[TokenizedPrompt], left_pad: bool):
-        """Build (inputs_embeds (B, T, H), attention_mask (B, T), labels (B, T))."""
+        """Build (inputs_embeds (B, T, H), attention_mask (B, T), labels (B, T)), vectorised.
+
+        Rows are laid out right-padded — [pre | prefix | text_i | pad] — so the text of every
+        row starts at the same offset; for generation each row is then rolled right by its
+        padding, which puts the pads on the left.
+        """
         prefix = self.mapper(emb)  # (B, P, H)
         b, p, h = prefix.shape
-        pre = torch.tensor(self._pre_ids, dtype=torch.long)
-        lengths = [len(pre) + p + len(x.post) + len(x.answer) for x in prompts]
-        t = max(lengths)
         pad_id = self.tokenizer.pad_token_id
-        embeds = prefix.new_zeros(b, t, h)
-        mask = torch.zeros(b, t, dtype=torch.long)
+        texts = [x.post + x.answer for x in prompts]
+        width = max(len(x) for x in texts)
+        ids = torch.full((b, width), pad_id, dtype=torch.long)  # (B, W)
+        for i, x in enumerate(texts):
+            ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+        pre = self._embed_ids(torch.tensor(self._pre_ids, dtype=torch.long))  # (S, H)
+        embeds = torch.cat([pre.expand(b, -1, -1), prefix, self._embed_ids(ids)], dim=1)  # (B, T, H)
+        offset = pre.shape[0] + p
+        t = offset + width
+        lengths = torch.tensor([offset + len(x) for x in texts])  # (B,)
+        mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).long()  # (B, T)
         labels = torch.full((b, t), IGNORE, dtype=torch.long)
-        pre_emb = self._embed_ids(pre)  # (len(pre), H)
         for i, x in enumerate(prompts):
-            text = torch.tensor(x.post + x.answer, dtype=torch.long)
-            row = torch.cat([pre_emb, prefix[i], self._embed_ids(text)], dim=0)  # (L_i, H)
-            start = t - lengths[i] if left_pad else 0
-            embeds[i, start : start + lengths[i]] = row
-            mask[i, start : start + lengths[i]] = 1
             if x.answer:
-                a0 = start + lengths[i] - len(x.answer)
+                a0 = offset + len(x.post)
                 labels[i, a0 : a0 + len(x.answer)] = torch.tensor(x.answer)
-        if left_pad and t > 0:
-            # Padding positions hold the pad token's embedding; they are masked out anyway.
-            embeds = torch.where(mask.bool().unsqueeze(-1), embeds,
-                                 self._embed_ids(torch.tensor(pad_id)).expand(b, t, h))
+        if left_pad:
+            shift = t - lengths  # (B,) pads per row
+            src = (torch.arange(t).unsqueeze(0) - shift.unsqueeze(1)) % t  # (B, T) source column
+            embeds = embeds.gather(1, src.unsqueeze(-1).expand(-1, -1, h))
+            mask, labels = mask.gather(1, src), labels.gather(1, src)
         return embeds, mask, labels
 
     # ---------------------------------------------------------------- training
