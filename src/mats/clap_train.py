@@ -5,7 +5,9 @@
     evaluate_clap(encoder, read_bench(DIR / "bench/sound_classification.jsonl"))  # accuracy vs chance
 
 Pairs files hold lines {"audio": path (relative to the file), "caption", "sources": [recording ids]}.
-A clip's captions are grouped; each step draws one caption per clip.
+A clip's captions are grouped; each step draws one caption per clip. With `label_captions`, a
+training clip whose recordings all have manifest labels also gets the prompt of those labels
+("dog and rain") as one more caption, so the zero-shot class prompts are trained directly.
 
 Validation is by RECORDING: a seeded slice of the recordings the pairs were mixed from is held out
 (per label, `val_fraction` of its recordings, at most `val_max_per_label`, only from labels with at
@@ -18,9 +20,10 @@ text-to-audio R@10 (R@10 alone when there are no labels).
 Cost model: the frozen MiniLM embeds each distinct caption once (cached on disk by mats.cache) and
 each clip's log-mel is computed once (cached on disk keyed by the file's bytes and the mel
 settings); a step then only runs the audio tower on augmented crops of cached log-mels and the
-text projection on cached sentence embeddings. Augmentation works on log-mels: time-stretch crop,
-pitch shift (a shift along the mel axis), gain, a smooth random EQ curve, added stationary noise,
-and SpecAugment-style masks.
+text projection on cached sentence embeddings. Augmentation works on log-mels (where gain, EQ and
+mixing are cheap additions): time-stretch crop, pitch shift (a shift along the mel axis), another
+clip of the batch mixed in as quiet background, gain, a smooth random EQ curve, added stationary
+noise, and SpecAugment-style masks.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class AugmentConfig:
     pitch_bins: float = 2.0  # shift along the mel axis by up to this many bins (~2-3 semitones)
     gain_db: float = 6.0  # overall level change in [-g, g] dB
     eq_db: float = 6.0  # amplitude of a smooth random EQ curve over the mel bins
+    mix_prob: float = 0.0  # chance of mixing another clip of the batch in, as quiet background
+    mix_db: tuple[float, float] = (10.0, 25.0)  # how far below the clip's mean level that background sits
     noise_prob: float = 0.5  # chance of adding stationary noise
     snr_db: tuple[float, float] = (5.0, 30.0)  # signal-to-noise range of that noise
     time_masks: int = 2
@@ -240,6 +245,14 @@ def augment_mels(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
     rand = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
     if cfg.pitch_bins > 0:
         x = shift_bins(x, cfg.pitch_bins * (2 * rand(b) - 1))
+    level = lambda y: torch.logsumexp(y.flatten(1), dim=1)[:, None, None] - math.log(m * t)  # noqa: E731  (B, 1, 1) mean log power
+    if cfg.mix_prob > 0 and b > 1:
+        # another clip of the batch, quiet enough that the caption still describes the result
+        other = x[(torch.arange(b) + torch.randint(1, b, (b,), generator=generator)) % b]  # (B, M, T), never itself
+        lo_db, hi_db = cfg.mix_db
+        below = (lo_db + (hi_db - lo_db) * rand(b, 1, 1)) * LN10_OVER_10  # (B, 1, 1)
+        background = other - level(other) + level(x) - below
+        x = torch.where(rand(b, 1, 1) < cfg.mix_prob, torch.logaddexp(x, background), x)
     # gain and EQ are additive in log power: a level in dB times ln(10) / 10
     gain = cfg.gain_db * (2 * rand(b, 1, 1) - 1)  # (B, 1, 1) dB
     bins = torch.arange(m, dtype=x.dtype) / m  # (M,)
@@ -252,9 +265,8 @@ def augment_mels(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
         # stationary noise with a random spectral tilt, at a random SNR below the clip's mean power
         lo_snr, hi_snr = cfg.snr_db
         snr = lo_snr + (hi_snr - lo_snr) * rand(b, 1, 1)  # (B, 1, 1) dB
-        level = torch.logsumexp(x.flatten(1), dim=1)[:, None, None] - math.log(m * t)  # (B, 1, 1) mean log power
         tilt = (2 * rand(b, 1, 1) - 1) * 12 * (bins[None, :, None] - 0.5)  # (B, M, 1) dB across the band
-        noise = level - snr * LN10_OVER_10 + tilt * LN10_OVER_10  # (B, M, 1) log power
+        noise = level(x) - snr * LN10_OVER_10 + tilt * LN10_OVER_10  # (B, M, 1) log power
         on = rand(b, 1, 1) < cfg.noise_prob
         x = torch.where(on, torch.logaddexp(x, noise.expand(b, m, t)), x)
     fill = x.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1)
@@ -552,7 +564,7 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
 
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
                 record = {"step": step + 1, "loss": float(np.mean(losses)), "lr": _lr_at(step, cfg),
-                          "temperature": float(1 / model.logit_scale.exp()), **_validate(model, val, sentences),
+                          "temperature": 1 / model.logit_scale.exp().item(), **_validate(model, val, sentences),
                           "seconds": round(time.time() - start_time, 1)}
                 losses = []
                 history.append(record)

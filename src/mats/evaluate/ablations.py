@@ -27,12 +27,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mats.clap_train import DEFAULT_PROMPT as ZERO_SHOT_PROMPT  # one prompt for both zero-shot paths
 from mats.config import SantaConfig
 from mats.santa import MODES, SantaMemory
 
 SANTA_KEYS: dict[str, type] = {"mode": str, "lam": float, "tau": float, "top_l": int, "k": int}
 ZERO_SHOT = "zero_shot"
-ZERO_SHOT_PROMPT = "the sound of a {label}"  # mats.clap_train.DEFAULT_PROMPT, kept in step by a test
 
 
 class AblationError(ValueError):
