@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from mats.clap_train import (
+    _ema_update,
     _label_caption,
     AugmentConfig,
     ClapTrainError,
@@ -200,6 +201,18 @@ def test_contrastive_loss_matches_cross_entropy():
     target = pos.float() / pos.float().sum(1, keepdim=True)
     manual = -(target * logits.log_softmax(1)).sum(1).mean() / 2 - (target * logits.T.log_softmax(1)).sum(1).mean() / 2
     torch.testing.assert_close(contrastive_loss(a, t, scale, pos), manual)
+
+
+def test_ema_update_averages_parameters_and_buffers():
+    a, b = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
+    with torch.no_grad():
+        a.weight.fill_(1.0), b.weight.fill_(3.0)
+        a.running_mean.fill_(0.0), b.running_mean.fill_(10.0)
+    b.num_batches_tracked.fill_(7)
+    _ema_update(a, b, decay=0.75)
+    torch.testing.assert_close(a.weight.data, torch.full((2,), 1.5))
+    torch.testing.assert_close(a.running_mean, torch.full((2,), 2.5))
+    assert int(a.num_batches_tracked) == 7
 
 
 def test_zero_shot_accuracy_and_recall_by_hand():

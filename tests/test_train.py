@@ -129,3 +129,11 @@ def test_audio_supervised_twin_trains_on_cached_audio_embeddings(tmp_path, monke
 
     monkeypatch.setattr(hf_clap.HFClapEncoder, "embed_audio", lambda *a: pytest.fail("audio re-embedded"))
     train(cfg, tmp_path / "again", progress=False)
+
+
+def test_bf16_autocast_trains(tmp_path):
+    cfg = tiny_run_config(tmp_path / "cache", max_steps=30, checkpoint_every=100, precision="bf16")
+    train(cfg, tmp_path / "run", progress=False)
+    losses = [r["loss"] for r in _losses(tmp_path / "run")]
+    assert all(map(lambda x: x == x, losses))  # no NaN
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5

@@ -12,8 +12,9 @@ training clip whose recordings all have manifest labels also gets the prompt of 
 Validation is by RECORDING: a seeded slice of the recordings the pairs were mixed from is held out
 (per label, `val_fraction` of its recordings, at most `val_max_per_label`, only from labels with at
 least two recordings so every label stays in training). Clips touching a held-out recording leave
-the training set; clips made only of held-out recordings are the validation set. The checkpoint
-kept is the one with the best validation score: the mean of zero-shot accuracy (single-source
+the training set; clips made only of held-out recordings are the validation set. What is validated
+and kept is an exponential moving average of the weights (`ema`), and the checkpoint kept is the
+one with the best validation score: the mean of zero-shot accuracy (single-source
 validation clips against every label, labels from the SoundWorld manifest beside the pairs) and
 text-to-audio R@10 (R@10 alone when there are no labels).
 
@@ -28,6 +29,7 @@ noise, and SpecAugment-style masks.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -89,6 +91,7 @@ class MiniClapTrainConfig:
     val_fraction: float = 0.15
     val_max_per_label: int = 3
     eval_every: int = 250
+    ema: float = 0.998  # validate and keep an exponential moving average of the weights; 0: off
     prompt: str = DEFAULT_PROMPT  # zero-shot class prompt; `{label}` is replaced
     label_captions: bool = True  # also pair each training clip with the prompt of its sources' labels
     manifest: str | None = None  # recording labels; default: ../manifest.json beside the first pairs file
@@ -430,6 +433,17 @@ def _label_caption(clip: Clip, labels: dict[str, str], cfg: MiniClapTrainConfig)
     return [cfg.prompt.format(label=" and ".join(names))]
 
 
+@torch.no_grad()
+def _ema_update(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """averaged <- decay * averaged + (1 - decay) * model, over parameters and float buffers
+    (BatchNorm statistics); integer buffers are copied."""
+    for avg, new in zip(averaged.state_dict().values(), model.state_dict().values()):
+        if avg.is_floating_point():
+            avg.mul_(decay).add_(new, alpha=1 - decay)
+        else:
+            avg.copy_(new)
+
+
 def _lr_at(step: int, cfg: MiniClapTrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -537,6 +551,8 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
     best: dict[str, Any] = {"val_score": -1.0}
     best_state: dict[str, torch.Tensor] = {}
     history = []
+    # the average is what gets validated and kept: it smooths the checkpoint-to-checkpoint swings
+    averaged = copy.deepcopy(model) if cfg.ema > 0 else model
     metrics_file = (out / "metrics.jsonl").open("w")
     losses: list[float] = []
     bar = tqdm(range(cfg.steps), desc="mini-CLAP", unit="step", disable=not progress)
@@ -561,18 +577,23 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
+            if cfg.ema > 0:
+                _ema_update(averaged, model, min(cfg.ema, (1 + step) / (10 + step)))
 
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
                 record = {"step": step + 1, "loss": float(np.mean(losses)), "lr": _lr_at(step, cfg),
-                          "temperature": 1 / model.logit_scale.exp().item(), **_validate(model, val, sentences),
-                          "seconds": round(time.time() - start_time, 1)}
+                          "temperature": 1 / averaged.logit_scale.exp().item(), **_validate(averaged, val, sentences)}
+                if cfg.ema > 0:  # the raw weights' figures, for comparison
+                    raw = _validate(model, val, sentences)
+                    record |= {"raw_val_accuracy": raw.get("val_accuracy"), "raw_val_score": raw["val_score"]}
+                record["seconds"] = round(time.time() - start_time, 1)
                 losses = []
                 history.append(record)
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
                 if record["val_score"] > best["val_score"]:
                     best = record
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best_state = {k: v.detach().clone() for k, v in averaged.state_dict().items()}
                 bar.set_postfix(loss=f"{record['loss']:.3f}", val=f"{record['val_score']:.3f}")
     finally:
         metrics_file.close()

@@ -178,6 +178,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     num_threads: int | None = None
+    # bf16 autocast for the forward pass (weights and optimiser stay fp32): about 2x faster on
+    # CPUs with AMX/AVX512-bf16, measured on the mini-LM here.
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 @dataclass

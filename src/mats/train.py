@@ -246,9 +246,10 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
                 sync = c == len(chunks) - 1 or d.world == 1
                 ctx = wrapped.no_sync() if (d.world > 1 and not sync) else nullcontext()
                 with ctx:
-                    loss, _ = wrapped(z, [prompts[i] for i in rows])
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
+                        loss, _ = wrapped(z, [prompts[i] for i in rows])
                     # DDP averages gradients over processes; scale so the sum is the global mean.
-                    (loss * d.world / total_tokens).backward()
+                    (loss.float() * d.world / total_tokens).backward()
                 loss_sum += float(loss.detach())
             if tc.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
