@@ -68,7 +68,7 @@ class AugmentConfig:
     pitch_bins: float = 2.0  # shift along the mel axis by up to this many bins (~2-3 semitones)
     gain_db: float = 6.0  # overall level change in [-g, g] dB
     eq_db: float = 6.0  # amplitude of a smooth random EQ curve over the mel bins
-    mix_prob: float = 0.0  # chance of mixing another clip of the batch in, as quiet background
+    mix_prob: float = 0.3  # chance of mixing another clip of the batch in, as quiet background
     mix_db: tuple[float, float] = (10.0, 25.0)  # how far below the clip's mean level that background sits
     noise_prob: float = 0.5  # chance of adding stationary noise
     snr_db: tuple[float, float] = (5.0, 30.0)  # signal-to-noise range of that noise
@@ -82,7 +82,7 @@ class AugmentConfig:
 class MiniClapTrainConfig:
     arch: MiniClapArch = field(default_factory=MiniClapArch)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.01  # on weight matrices / kernels only

