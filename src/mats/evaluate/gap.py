@@ -138,9 +138,6 @@ def plot_gap(gap: dict, path: Path) -> Path:
     axes[0].set_ylabel("PC 2")
     axes[0].legend(loc="best", fontsize=8)
     fig.suptitle(f"Paired audio/text embeddings (n={gap['n']}), one PCA for all panels", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    from mats.evaluate.plots import save_figure
+
+    return save_figure(fig, path)
