@@ -1,6 +1,6 @@
 """Train mini-CLAP on a SoundWorld build and report its held-out figures (until `mats clap-train` exists).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python scripts/train_mini_clap.py DATA_DIR --out OUT [--steps N] [--seed S]
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/train_mini_clap.py DATA_DIR --out OUT [--steps N] [--seed S] [--threads T]
 
 Trains on DATA_DIR/clap/*.jsonl (validation carved out by recording), keeps the best validation
 checkpoint in OUT, then measures zero-shot classification and text-to-audio retrieval on
@@ -26,9 +26,10 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--clip-seconds", type=float, default=AudioConfig().clip_seconds, help="evaluation window")
     args = parser.parse_args()
-    cfg = MiniClapTrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    cfg = MiniClapTrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, num_threads=args.threads)
     try:
         result = train_on_soundworld(args.data_dir, args.out, cfg, AudioConfig(clip_seconds=args.clip_seconds))
     except ClapTrainError as err:
