@@ -51,7 +51,7 @@ from mats.data.records import RecordError, read_bench, read_jsonl
 from mats.encoders import build_encoder, embed_audio_items
 from mats.encoders.mini import MiniClap, MiniClapArch, MiniClapEncoder, MiniLMTower, save_mini_clap
 
-DEFAULT_PROMPT = "{label}"  # the bare label: best of six prompts on mini-CLAP validation
+DEFAULT_PROMPT = "{label}"  # zero-shot class text; label captions train this same form
 LN10_OVER_10 = math.log(10.0) / 10.0  # dB -> natural-log power units
 
 
