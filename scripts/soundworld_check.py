@@ -10,8 +10,9 @@ captions to docs/soundworld/.
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +21,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from mats.data import records  # noqa: E402
+from mats.data.soundworld import render  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "soundworld"
 
@@ -31,8 +36,7 @@ def sox_stats(path: Path) -> dict[str, str]:
 
 
 def silent_share(x: np.ndarray, sr: int) -> float:
-    f = int(0.02 * sr)
-    e = np.sqrt((x[: len(x) // f * f].reshape(-1, f) ** 2).mean(axis=1))
+    e = render.frame_rms(x, int(0.02 * sr))
     return float((e < 10 ** (-50 / 20)).mean())
 
 
@@ -50,10 +54,10 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for name in ("sound_caption", "music_caption"):
-        for r in [json.loads(l) for l in (args.out / "bench" / f"{name}.jsonl").read_text().splitlines()][: args.n // 2]:
+        for r in itertools.islice(records.read_jsonl(args.out / "bench" / f"{name}.jsonl"), args.n // 2):
             rows.append((args.out / "bench" / r["audio"], r["captions"][0], r["sources"]))
-    clap = [json.loads(l) for l in (args.out / "clap" / "train.jsonl").read_text().splitlines()]
-    rows += [(args.out / "clap" / r["audio"], r["caption"], r["sources"]) for r in clap[: args.n // 2]]
+    clap = itertools.islice(records.read_jsonl(args.out / "clap" / "train.jsonl"), args.n // 2)
+    rows += [(args.out / "clap" / r["audio"], r["caption"], r["sources"]) for r in clap]
     DOCS.mkdir(parents=True, exist_ok=True)
     print(f"{'file':<38} {'len s':>6} {'RMS dB':>7} {'pk dB':>6} {'silent':>6}  caption")
     for i, (wav, caption, src) in enumerate(rows):

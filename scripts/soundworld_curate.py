@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from mats.data.soundworld import sources  # noqa: E402
+from mats.data.soundworld import render, sources  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "mats" / "data" / "soundworld" / "curated.json"
 
@@ -316,7 +316,7 @@ def stats(path: str) -> dict:
     n = len(x) // frame
     active = 0.0
     if n and peak > 0:
-        e = np.sqrt((x[: n * frame].reshape(n, frame) ** 2).mean(axis=1))
+        e = render.frame_rms(x, frame)
         active = float((e > peak * 0.01).mean()) * dur  # frames above -40 dB of peak
     db = lambda v: round(20 * np.log10(v + 1e-9), 1)  # noqa: E731
     return {"duration": round(dur, 2), "rms_db": db(rms), "peak_db": db(peak), "active_s": round(active, 2)}
@@ -325,7 +325,7 @@ def stats(path: str) -> dict:
 def rule_for(r: sources.RawSource):
     if r.package == "openttd-opensfx":
         v = OPENSFX.get(int(r.id.split("/")[1]))
-        if v is None or v is X:
+        if v is None:  # no entry, or X
             return None, "game cue with no everyday meaning"
         if v[0] is X:
             return None, v[1]

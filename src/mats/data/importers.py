@@ -115,12 +115,17 @@ def _caption_records(captions: list[str], task: str, seed: int) -> list[AudioTIA
 # ----------------------------------------------------------------------------- AudioTIA
 
 
-def import_audiocaps_csv(path: str | Path, seed: int = 0) -> list[AudioTIARecord]:
-    """AudioCaps CSV (audiocap_id, youtube_id, start_time, caption) -> sound_caption records."""
+def _caption_column_csv(path: str | Path, task: str, seed: int) -> list[AudioTIARecord]:
+    """A CSV with one non-empty `caption` per row -> one `task` record per row."""
     path = Path(path)
     rows = _read_csv(path, ["caption"])
     captions = [_field(r, "caption", path, n) for n, r in enumerate(rows, 1)]
-    return _caption_records(captions, "sound_caption", seed)
+    return _caption_records(captions, task, seed)
+
+
+def import_audiocaps_csv(path: str | Path, seed: int = 0) -> list[AudioTIARecord]:
+    """AudioCaps CSV (audiocap_id, youtube_id, start_time, caption) -> sound_caption records."""
+    return _caption_column_csv(path, "sound_caption", seed)
 
 
 CLOTHO_CAPTION_COLUMNS = tuple(f"caption_{k}" for k in range(1, 6))
@@ -138,10 +143,7 @@ def import_clotho_csv(path: str | Path, seed: int = 0) -> list[AudioTIARecord]:
 
 def import_musiccaps_csv(path: str | Path, seed: int = 0) -> list[AudioTIARecord]:
     """MusicCaps CSV (ytid, ..., caption, ...) -> music_caption records."""
-    path = Path(path)
-    rows = _read_csv(path, ["caption"])
-    captions = [_field(r, "caption", path, n) for n, r in enumerate(rows, 1)]
-    return _caption_records(captions, "music_caption", seed)
+    return _caption_column_csv(path, "music_caption", seed)
 
 
 def map_mats_task(value: str) -> str | None:

@@ -52,7 +52,7 @@ def test_deterministic_for_a_seed(builds):
     assert wav.read_bytes() == (b / wav.relative_to(a)).read_bytes()
 
 
-def test_second_run_reuses_outputs(builds, tmp_path):
+def test_second_run_reuses_outputs(builds):
     a, _, sa, _ = builds
     again = build("tiny", a, seed=0, progress=False)
     assert again["audio_files_written"] == 0

@@ -28,11 +28,10 @@ from tqdm import tqdm
 
 from .. import records
 from . import catalogue, render, scenes, sources, text
-from .catalogue import Recording, stable_rng
+from .catalogue import Recording, pick, stable_rng
 from .splits import CLAP, HELDOUT, assign_splits, split_counts
 
 ALL_PACKAGES = list(sources.PACKAGES)
-CLASSIFICATION_SFX = "sound_classification"
 BENCHES = ("sound_classification", "instrument_classification", "sound_caption", "music_caption",
            "aqa_yes_no", "aqa_open", "mcq")
 
@@ -80,11 +79,14 @@ class Pools:
 
     @classmethod
     def of(cls, recs: list[Recording]) -> Pools:
-        sound = [r for r in recs if r.kind in ("sfx", "instrument", "music") and not r.id.startswith("gm/")
-                 or (r.id.startswith("gm/") and r.kind == "sfx")]
-        amb = [r for r in sound if r.category in scenes.BACKGROUND_CATEGORIES and r.clips[0].duration >= 2.5]
-        return cls(sound, [r for r in recs if r.kind == "music" and r.id.startswith("gm/")],
-                   [r for r in recs if r.kind == "speech"], amb)
+        music = [r for r in recs if r.kind == "music" and r.id.startswith("gm/")]
+        # everything else but speech: package sfx/instrument/music files and the GM sound effects
+        sound = [r for r in recs if r.kind != "speech" and not (r.kind == "music" and r.id.startswith("gm/"))]
+        amb = [r for r in sound if scenes.can_be_background(r)]
+        return cls(sound, music, [r for r in recs if r.kind == "speech"], amb)
+
+    def speech_texts(self) -> list[str]:
+        return sorted({r.clips[0].meta["text"] for r in self.speech})
 
 
 def _catalogue(p: Profile, cache: Path, progress: bool) -> list[Recording]:
@@ -138,19 +140,25 @@ def _vocab(recs: list[Recording]) -> dict[str, list[str]]:
     return {k: sorted(s) for k, s in sorted(v.items())}
 
 
+def _distinct_captions(scene: scenes.Scene, rng: np.random.Generator, k: int) -> list[str]:
+    """Up to k distinct captions of `scene`, from at most 3k draws."""
+    caps: list[str] = []
+    for _ in range(k * 3):
+        c = text.caption(scene, rng)
+        if c not in caps:
+            caps.append(c)
+        if len(caps) == k:
+            break
+    return caps
+
+
 def build_clap(p: Profile, pools: Pools, out: Path, seed: int, writer: AudioWriter, progress: bool) -> int:
     rng = stable_rng("clap", seed)
     rows = []
     for i in tqdm(range(p.clap_scenes), desc="clap scenes", disable=not progress):
         sc = _scene(_kind(rng, p.scene_mix), f"clap{i:06d}", pools, rng)
         audio = writer.write(out / "clap" / "audio" / f"{i:06d}.wav", sc, out / "clap")
-        caps = []
-        for _ in range(p.captions_per_clap * 3):  # a few tries for distinct captions
-            c = text.caption(sc, rng)
-            if c not in caps:
-                caps.append(c)
-            if len(caps) == p.captions_per_clap:
-                break
+        caps = _distinct_captions(sc, rng, p.captions_per_clap)
         rows += [{"audio": audio, "caption": c, "sources": sc.sources} for c in caps]
     n_val = max(1, len(rows) // 20)
     # the last scenes go to val, so a clip never has captions in both files
@@ -166,7 +174,7 @@ def build_audiotia(p: Profile, all_recs: list[Recording], out: Path, seed: int, 
     rng = stable_rng("audiotia", seed)
     pools = Pools.of(all_recs)
     vocab = _vocab(all_recs)
-    speech_texts = sorted({r.clips[0].meta["text"] for r in pools.speech})
+    speech_texts = pools.speech_texts()
     descs: dict[str, list[str]] = {}
     cats: dict[str, str] = {}
     for r in all_recs:
@@ -184,33 +192,77 @@ def build_audiotia(p: Profile, all_recs: list[Recording], out: Path, seed: int, 
         sc = _scene(_kind(rng, p.scene_mix), f"tia{i:06d}", pools, rng)
         cap = text.caption(sc, rng)
         if sc.kind == "music":
-            add(cap, text._c(rng, text.MUSIC_INSTR), cap, "music_caption")
+            add(cap, pick(rng, text.MUSIC_INSTR), cap, "music_caption")
         else:
-            add(cap, text._c(rng, text.CAPTION_INSTR), cap, "sound_caption")
+            add(cap, pick(rng, text.CAPTION_INSTR), cap, "sound_caption")
         qas = text.qa_items(sc, vocab, rng)
         for qa in [qas[j] for j in rng.choice(len(qas), size=min(2, len(qas)), replace=False)]:
             add(cap, qa["question"], qa["answer"], "aqa")
         opens = [q for q in qas if q["answer_type"] == "open"]
         if opens:
-            m = text.mcq_from(opens[int(rng.integers(len(opens)))], vocab, speech_texts, rng)
+            m = text.mcq_from(pick(rng, opens), vocab, speech_texts, rng)
             if m:
                 add(cap, records.mcq_prompt(m["question"], m["choices"]), m["answer"], "mcq")
-        label = labels[int(rng.integers(len(labels)))]
+        label = pick(rng, labels)
         instr = text.INSTR_CLASS_INSTR if cats[label] == "musical instrument" else text.CLASS_INSTR
-        add(text.label_description(label, cats[label], sorted(set(descs[label])), rng), text._c(rng, instr), label,
+        add(text.label_description(label, cats[label], sorted(set(descs[label])), rng), pick(rng, instr), label,
             "classification")
     records.write_jsonl(out / "audiotia" / "train.jsonl", rows)
     return tasks
 
 
+@dataclass
+class BenchPools:
+    """What the benchmark scenes are drawn from (held-out recordings only)."""
+    pools: Pools
+    vocab: dict[str, list[str]]
+    speech_texts: list[str]
+    sfx: list[Recording]  # sound pool without instruments and music
+    inst: list[Recording]  # single instrument hits from packages
+    sfx_labels: list[str]
+    inst_labels: list[str]  # GM programs and instrument hits
+
+    @classmethod
+    def of(cls, held: list[Recording]) -> BenchPools:
+        pools = Pools.of(held)
+        sfx = [r for r in pools.sound if r.category != "musical instrument" and r.category != "music"]
+        inst = [r for r in pools.sound if r.category == "musical instrument"]
+        return cls(pools, _vocab(held), pools.speech_texts(), sfx, inst, sorted({r.label for r in sfx}),
+                   sorted({r.label for r in pools.music + inst}))
+
+
+def _bench_item(name: str, sid: str, bp: BenchPools, mix: tuple[float, float, float],
+                rng: np.random.Generator) -> tuple[scenes.Scene, dict] | None:
+    """One scene and its benchmark fields for benchmark `name`; None when this draw has no usable item."""
+    pools = bp.pools
+    if name == "sound_classification":
+        sc = scenes.sound_scene(sid, bp.sfx, rng, n_events=1, allow_background=False)
+        return sc, {"task": "classification", "label": sc.events[0].label, "labels": bp.sfx_labels}
+    if name == "instrument_classification":
+        use_gm = pools.music and (not bp.inst or rng.random() < 0.6)
+        sc = (scenes.music_scene(sid, pools.music, rng, n_instruments=1) if use_gm
+              else scenes.sound_scene(sid, bp.inst, rng, n_events=1, allow_background=False))
+        return sc, {"task": "classification", "label": sc.events[0].label, "labels": bp.inst_labels}
+    if name in ("sound_caption", "music_caption"):
+        sc = (scenes.music_scene(sid, pools.music, rng) if name == "music_caption"
+              else scenes.sound_scene(sid, pools.sound, rng))
+        return sc, {"task": name, "captions": _distinct_captions(sc, rng, 5)}
+    sc = _scene(_kind(rng, mix), sid, pools, rng)
+    want = "yes_no" if name == "aqa_yes_no" else "open"
+    cand = [q for q in text.qa_items(sc, bp.vocab, rng) if q["answer_type"] == want]
+    if not cand:
+        return None
+    qa = pick(rng, cand)
+    if name != "mcq":
+        return sc, {"task": "aqa", "question": qa["question"], "answer": qa["answer"], "answer_type": want}
+    m = text.mcq_from(qa, bp.vocab, bp.speech_texts, rng)
+    return None if m is None else (sc, {"task": "mcq", **m})
+
+
 def build_benches(p: Profile, held: list[Recording], out: Path, seed: int, writer: AudioWriter,
                   progress: bool) -> dict[str, int]:
-    pools = Pools.of(held)
-    vocab = _vocab(held)
-    speech_texts = sorted({r.clips[0].meta["text"] for r in pools.speech})
-    sfx_pool = [r for r in pools.sound if r.category != "musical instrument" and r.category != "music"]
-    inst_pool = [r for r in pools.sound if r.category == "musical instrument"]
-    if not sfx_pool or not (pools.music or inst_pool):
+    bp = BenchPools.of(held)
+    if not bp.sfx or not (bp.pools.music or bp.inst):
         raise BuildError("held-out split has no sound or instrument recordings; use a larger profile")
     sizes = {}
     bdir = out / "bench"
@@ -219,47 +271,14 @@ def build_benches(p: Profile, held: list[Recording], out: Path, seed: int, write
         rows = []
         for i in tqdm(range(p.bench_n), desc=f"bench {name}", disable=not progress, leave=False):
             sid = f"{name}{i:05d}"
-            row: dict | None = None
+            item = None
             for _attempt in range(20):
-                if name == "sound_classification":
-                    sc = scenes.sound_scene(sid, sfx_pool, rng, n_events=1, allow_background=False)
-                    row = {"task": "classification", "label": sc.events[0].label,
-                           "labels": sorted({r.label for r in sfx_pool})}
-                elif name == "instrument_classification":
-                    use_gm = pools.music and (not inst_pool or rng.random() < 0.6)
-                    sc = (scenes.music_scene(sid, pools.music, rng, n_instruments=1) if use_gm
-                          else scenes.sound_scene(sid, inst_pool, rng, n_events=1, allow_background=False))
-                    row = {"task": "classification", "label": sc.events[0].label,
-                           "labels": sorted({r.label for r in pools.music + inst_pool})}
-                elif name in ("sound_caption", "music_caption"):
-                    sc = (scenes.music_scene(sid, pools.music, rng) if name == "music_caption"
-                          else scenes.sound_scene(sid, pools.sound, rng))
-                    refs: list[str] = []
-                    for _ in range(15):
-                        c = text.caption(sc, rng)
-                        if c not in refs:
-                            refs.append(c)
-                        if len(refs) == 5:
-                            break
-                    row = {"task": name, "captions": refs}
-                else:
-                    sc = _scene(_kind(rng, p.scene_mix), sid, pools, rng)
-                    qas = text.qa_items(sc, vocab, rng)
-                    want = "yes_no" if name == "aqa_yes_no" else "open"
-                    cand = [q for q in qas if q["answer_type"] == want]
-                    if not cand:
-                        continue
-                    qa = cand[int(rng.integers(len(cand)))]
-                    if name == "mcq":
-                        m = text.mcq_from(qa, vocab, speech_texts, rng)
-                        if m is None:
-                            continue
-                        row = {"task": "mcq", **m}
-                    else:
-                        row = {"task": "aqa", "question": qa["question"], "answer": qa["answer"], "answer_type": want}
-                break
-            if row is None:
+                item = _bench_item(name, sid, bp, p.scene_mix, rng)
+                if item is not None:
+                    break
+            if item is None:
                 continue
+            sc, row = item
             audio = writer.write(bdir / "audio" / name / f"{i:05d}.wav", sc, bdir)
             line = {"id": sid, "audio": audio, **row, "sources": sc.sources}
             rows.append(records.validate_bench_line(line, f"{name}:{i}"))

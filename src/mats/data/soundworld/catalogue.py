@@ -105,7 +105,7 @@ class Recording:
     clips: list[Clip]
     split: str = ""
 
-    def manifest_row(self, out: Path | None = None) -> dict:
+    def manifest_row(self) -> dict:
         path = self.clips[0].path if len(self.clips) == 1 else str(Path(self.clips[0].path).parent)
         return {"id": self.id, "source_package": self.source_package, "path": path, "label": self.label,
                 "category": self.category, "description": self.description, "split": self.split}
@@ -114,6 +114,11 @@ class Recording:
 def stable_rng(*keys: object) -> np.random.Generator:
     """A generator seeded from strings/ints, stable across runs and Python versions."""
     return np.random.default_rng([zlib.crc32(str(k).encode()) for k in keys])
+
+
+def pick(rng: np.random.Generator, items: list):
+    """One item of `items`, drawn uniformly with a single `rng.integers` call."""
+    return items[int(rng.integers(len(items)))]
 
 
 def load_curated() -> dict:
@@ -228,7 +233,7 @@ def gm_recordings(programs: list[int], n_variants: int, sfx: list[int], cache: P
     by_rec: dict[str, Recording] = {}
     for i, (kind, prog, v) in enumerate(items):
         path = gm_dir / f"{i:05d}.wav"
-        dur = render.read_mono(path).shape[0] / render.SR
+        dur = render.duration(path)
         if kind == "sfx":
             label, cat, desc = GM_SFX[prog]
             by_rec[f"gm/{prog:03d}"] = Recording(f"gm/{prog:03d}", sources.SOUNDFONT_PACKAGE, "sfx", label, cat,
@@ -259,7 +264,7 @@ def speech_recordings(voices: list[str], texts: list[str], cache: Path, progress
         if not dest.is_file():
             x = render.espeak(text, voice, speed, pitch)
             render.write_wav(dest, render.fade(render.normalise(render.trim_silence(x))))
-        dur = render.read_mono(dest).shape[0] / render.SR
+        dur = render.duration(dest)
         who = VOICES[voice]
         kind_of = "word" if " " not in text or text in WORDS else "sentence"
         out.append(Recording(f"speech/{voice}/{slug}", "espeak-ng", "speech", "speech", "human",

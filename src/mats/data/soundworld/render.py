@@ -41,13 +41,24 @@ def read_mono(path: str | Path) -> np.ndarray:
     return x
 
 
+def frame_rms(x: np.ndarray, frame: int) -> np.ndarray:
+    """RMS of each whole `frame`-sample frame of x (a trailing partial frame is dropped)."""
+    n = len(x) // frame
+    return np.sqrt((x[: n * frame].reshape(n, frame) ** 2).mean(axis=1))  # (n,)
+
+
+def duration(path: str | Path) -> float:
+    """Length in seconds of a WAV written by `write_wav` (at SR), read from its header."""
+    return sf.info(str(path)).frames / SR
+
+
 def trim_silence(x: np.ndarray, rel_db: float = -40.0, pad_s: float = 0.02) -> np.ndarray:
     """Cut leading/trailing frames quieter than rel_db below the peak frame (release tails)."""
     frame = int(SR * 0.01)
     n = len(x) // frame
     if n == 0:
         return x
-    e = np.sqrt((x[: n * frame].reshape(n, frame) ** 2).mean(axis=1))  # (n,)
+    e = frame_rms(x, frame)
     keep = np.nonzero(e > e.max() * db_to_amp(rel_db))[0]
     if len(keep) == 0:
         return x[:0]
@@ -95,7 +106,7 @@ def prepare_clip(src: str | Path, dest: Path, max_s: float = 10.0) -> float:
     if not dest.is_file():
         x = trim_silence(read_mono(src))[: int(SR * max_s)]
         write_wav(dest, fade(normalise(x)))
-    return sf.info(str(dest)).frames / SR
+    return duration(dest)
 
 
 # --- MIDI (a minimal format-0 writer: all we need is note on/off and program change) ----------

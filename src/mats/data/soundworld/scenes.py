@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import render
-from .catalogue import Clip, Recording
+from .catalogue import Clip, Recording, pick
 
 LEVELS = {"quiet": -34.0, "normal": -22.0, "loud": -14.0}  # scene RMS in dBFS
 BACKGROUND_CATEGORIES = ("nature", "water", "vehicle", "machinery", "human")
@@ -67,8 +67,9 @@ def _event(rec: Recording, clip: Clip, onset: float, gain_db: float, background:
                  round(onset, 3), round(gain_db, 2), background, dict(clip.meta))
 
 
-def _pick(rng: np.random.Generator, items: list):
-    return items[int(rng.integers(len(items)))]
+def can_be_background(rec: Recording) -> bool:
+    """A recording long enough, and of a kind, to loop as background ambience."""
+    return rec.category in BACKGROUND_CATEGORIES and rec.clips[0].duration >= 2.5
 
 
 def sound_scene(sid: str, pool: list[Recording], rng: np.random.Generator, n_events: int | None = None,
@@ -81,7 +82,7 @@ def sound_scene(sid: str, pool: list[Recording], rng: np.random.Generator, n_eve
     duration = float(rng.choice(np.arange(5.0, 10.01, 0.5)))
     events, t = [], float(rng.uniform(0.2, 1.0))
     for k, label in enumerate(chosen):
-        rec = _pick(rng, [r for r in pool if r.label == label])
+        rec = pick(rng, [r for r in pool if r.label == label])
         clip = rec.clips[0]
         onset = min(t, max(0.0, duration - min(clip.duration, 1.0)))
         events.append(_event(rec, clip, onset, 0.0 if k == 0 else float(rng.uniform(-6, 0))))
@@ -94,10 +95,9 @@ def sound_scene(sid: str, pool: list[Recording], rng: np.random.Generator, n_eve
     duration = float(np.clip(np.ceil((last + rng.uniform(0.3, 1.5)) * 2) / 2, 5.0, duration))
     bg = None
     if allow_background and rng.random() < 0.35:
-        cands = [r for r in pool if r.category in BACKGROUND_CATEGORIES and r.clips[0].duration >= 2.5
-                 and r.label not in chosen]
+        cands = [r for r in pool if can_be_background(r) and r.label not in chosen]
         if cands:
-            rec = _pick(rng, cands)
+            rec = pick(rng, cands)
             bg = _event(rec, rec.clips[0], 0.0, float(rng.uniform(-16, -11)), background=True)
     level = str(rng.choice(list(LEVELS), p=[0.25, 0.5, 0.25]))
     return Scene(sid, "sound", duration, level, events, bg)
@@ -108,25 +108,25 @@ def music_scene(sid: str, pool: list[Recording], rng: np.random.Generator, n_ins
     labels = sorted({r.label for r in pool})
     n = min(n_instruments or int(rng.choice([1, 2], p=[0.6, 0.4])), len(labels))
     chosen = [labels[i] for i in rng.choice(len(labels), size=n, replace=False)]
-    first = _pick(rng, [r for r in pool if r.label == chosen[0]])
-    clip = _pick(rng, first.clips)
+    first = pick(rng, [r for r in pool if r.label == chosen[0]])
+    clip = pick(rng, first.clips)
     events = [_event(first, clip, 0.0, 0.0)]
     for label in chosen[1:]:
-        rec = _pick(rng, [r for r in pool if r.label == label])
+        rec = pick(rng, [r for r in pool if r.label == label])
         same = [c for c in rec.clips if c.meta.get("tempo") == clip.meta.get("tempo")] or rec.clips
-        events.append(_event(rec, _pick(rng, same), 0.0, float(rng.uniform(-5, 0))))
+        events.append(_event(rec, pick(rng, same), 0.0, float(rng.uniform(-5, 0))))
     duration = round(max(5.0, min(10.0, max(e.clip_dur for e in events))), 2)
     level = str(rng.choice(list(LEVELS), p=[0.25, 0.5, 0.25]))
     return Scene(sid, "music", duration, level, events, None)
 
 
 def speech_scene(sid: str, speech: list[Recording], ambience: list[Recording], rng: np.random.Generator) -> Scene:
-    rec = _pick(rng, speech)
+    rec = pick(rng, speech)
     duration = float(rng.choice(np.arange(5.0, 8.01, 0.5)))
     onset = float(rng.uniform(0.3, max(0.4, duration - rec.clips[0].duration - 0.3)))
     bg = None
     if ambience and rng.random() < 0.4:
-        b = _pick(rng, ambience)
+        b = pick(rng, ambience)
         bg = _event(b, b.clips[0], 0.0, float(rng.uniform(-18, -12)), background=True)
     level = str(rng.choice(list(LEVELS), p=[0.25, 0.5, 0.25]))
     return Scene(sid, "speech", duration, level, [_event(rec, rec.clips[0], onset, 0.0)], bg)

@@ -187,7 +187,7 @@ def _by_files(package: str, prefix: str, sub: str):
 
 
 def _hydrogen(root: Path) -> list[RawSource]:
-    out = []
+    out, seen = [], set()
     for xml in sorted(root.rglob("drumkit.xml")):
         kit = xml.parent
         tree = ET.parse(xml)
@@ -201,13 +201,11 @@ def _hydrogen(root: Path) -> list[RawSource]:
             if not name or not fname or not (kit / fname).is_file():
                 continue
             rid = f"hydrogen/{_slug(kit.name)}/{_slug(name)}"
+            if rid in seen:  # two slots whose names slug alike: keep the first
+                continue
+            seen.add(rid)
             out.append(RawSource(rid, "hydrogen-drumkits", str(kit / fname), f"{kit.name} | {name}"))
-    seen, uniq = set(), []
-    for r in out:
-        if r.id not in seen:
-            seen.add(r.id)
-            uniq.append(r)
-    return uniq
+    return out
 
 
 LISTERS = {

@@ -15,6 +15,7 @@ import urllib.request
 
 import numpy as np
 
+from .catalogue import pick
 from .scenes import Event, Scene, overlaps
 
 NUMBERS = ["zero", "one", "two", "three", "four", "five"]
@@ -50,10 +51,6 @@ MASS_NOUNS = {"fireworks", "coins", "crickets", "bagpipes", "strings", "applause
 QUESTION_CATS = {"animal": "animal", "musical instrument": "instrument", "vehicle": "vehicle"}
 
 
-def _c(rng: np.random.Generator, options: list[str]) -> str:
-    return options[int(rng.integers(len(options)))]
-
-
 def article(noun: str) -> str:
     return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
@@ -66,56 +63,56 @@ def event_phrase(e: Event, rng: np.random.Generator) -> str:
     """A noun phrase naming the event: its catalogue description or one built from its label."""
     if e.kind == "speech":
         who, said = e.meta.get("speaker", "person"), e.meta.get("text", "")
-        return _c(rng, [f'a {who} saying "{said}"', f'a {who} speaking the words "{said}"', f'a {who} says "{said}"'])
+        return pick(rng, [f'a {who} saying "{said}"', f'a {who} speaking the words "{said}"', f'a {who} says "{said}"'])
     if e.kind == "music":
-        return _c(rng, [article(e.label) + " playing", "the sound of " + article(e.label), article(e.label)])
+        return pick(rng, [article(e.label) + " playing", "the sound of " + article(e.label), article(e.label)])
     mass = e.label.endswith("ing") or e.label in MASS_NOUNS  # "the sound of slurping", "... of fireworks"
     options = [e.description, e.description, "the sound of " + (e.label if mass else article(e.label))]
     if not mass:
-        options.append(article(e.label) + " " + _c(rng, ["noise", "sound"]))
-    return _c(rng, options)
+        options.append(article(e.label) + " " + pick(rng, ["noise", "sound"]))
+    return pick(rng, options)
 
 
 def sound_caption(scene: Scene, rng: np.random.Generator) -> str:
     ev = scene.events
     phr = [event_phrase(e, rng) for e in ev]
     if scene.level in LEVEL_WORDS and rng.random() < 0.5:
-        word = _c(rng, LEVEL_WORDS[scene.level])
+        word = pick(rng, LEVEL_WORDS[scene.level])
         head, _, rest = phr[0].partition(" ")
         if head in ("a", "an") and rest:
             phr[0] = article(f"{word} {rest}")
-    hear = _c(rng, HEAR)
+    hear = pick(rng, HEAR)
     if len(ev) == 1:
-        s = _c(rng, OPEN_1).format(A=phr[0], hear=hear)
+        s = pick(rng, OPEN_1).format(A=phr[0], hear=hear)
     elif len(ev) == 2:
         tpl = SIM_2 if overlaps(ev[0], ev[1]) else SEQ_2
-        s = _c(rng, tpl).format(A=phr[0], B=phr[1], hear=hear)
+        s = pick(rng, tpl).format(A=phr[0], B=phr[1], hear=hear)
     else:
-        s = _c(rng, THREE).format(A=phr[0], B=phr[1], C=phr[2])
+        s = pick(rng, THREE).format(A=phr[0], B=phr[1], C=phr[2])
     if scene.background is not None:
-        s = _c(rng, BG).format(S=s.rstrip("."), X=event_phrase(scene.background, rng)) + "."
+        s = pick(rng, BG).format(S=s.rstrip("."), X=event_phrase(scene.background, rng)) + "."
     return cap(s)
 
 
 def music_caption(scene: Scene, rng: np.random.Generator) -> str:
     e0 = scene.events[0]
-    tempo = _c(rng, TEMPO.get(e0.meta.get("tempo", "moderate"), ["steady"]))
-    pattern = _c(rng, PATTERN.get(e0.meta.get("pattern", "melody"), ["melody"]))
+    tempo = pick(rng, TEMPO.get(e0.meta.get("tempo", "moderate"), ["steady"]))
+    pattern = pick(rng, PATTERN.get(e0.meta.get("pattern", "melody"), ["melody"]))
     reg = e0.meta.get("register", "")
-    reg_txt = f" in a {_c(rng, REGISTER[reg])} register" if reg in REGISTER and rng.random() < 0.7 else ""
+    reg_txt = f" in a {pick(rng, REGISTER[reg])} register" if reg in REGISTER and rng.random() < 0.7 else ""
     names = [e.label for e in scene.events]
     if len(names) == 1:
-        s = _c(rng, [f"{article(names[0])} plays {article(tempo + ' ' + pattern)}{reg_txt}.",
+        s = pick(rng, [f"{article(names[0])} plays {article(tempo + ' ' + pattern)}{reg_txt}.",
                      f"A solo {names[0]} performing {article(tempo + ' ' + pattern)}{reg_txt}.",
                      f"{article(tempo + ' ' + pattern)} played on {article(names[0])}{reg_txt}.",
                      f"Solo {names[0]} music with {article(tempo + ' ' + pattern)}."])
     else:
-        s = _c(rng, [f"{article(names[0])} and {article(names[1])} play {article(tempo + ' ' + pattern)} together.",
+        s = pick(rng, [f"{article(names[0])} and {article(names[1])} play {article(tempo + ' ' + pattern)} together.",
                      f"A duet of {names[0]} and {names[1]} with {article(tempo + ' ' + pattern)}.",
                      f"{article(names[1])} accompanies {article(names[0])} in {article(tempo)} piece.",
                      f"{article(tempo + ' ' + pattern)} played by {article(names[0])} while {article(names[1])} joins in."])
     if scene.level in LEVEL_WORDS and rng.random() < 0.4:
-        s = s.rstrip(".") + _c(rng, {"quiet": [", played softly.", ", heard quietly."],
+        s = s.rstrip(".") + pick(rng, {"quiet": [", played softly.", ", heard quietly."],
                                       "loud": [", played loudly.", ", at a high volume."]}[scene.level])
     return cap(s)
 
@@ -123,10 +120,10 @@ def music_caption(scene: Scene, rng: np.random.Generator) -> str:
 def speech_caption(scene: Scene, rng: np.random.Generator) -> str:
     e = scene.events[0]
     who, said = e.meta.get("speaker", "person"), e.meta.get("text", "")
-    s = _c(rng, [f'A {who} says "{said}".', f'A {who} speaks: "{said}".', f'The {who} clearly says "{said}".',
+    s = pick(rng, [f'A {who} says "{said}".', f'A {who} speaks: "{said}".', f'The {who} clearly says "{said}".',
                  f'Someone, a {who}, says "{said}".', f'A {who}\'s voice saying "{said}".'])
     if scene.background is not None:
-        s = _c(rng, BG).format(S=s.rstrip("."), X=event_phrase(scene.background, rng)) + "."
+        s = pick(rng, BG).format(S=s.rstrip("."), X=event_phrase(scene.background, rng)) + "."
     return s
 
 
@@ -137,7 +134,7 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
 def label_description(label: str, category: str, descriptions: list[str], rng: np.random.Generator) -> str:
     """A description written from a class label (paper: GPT wrote these; here templates over the
     catalogue's own one-line descriptions)."""
-    d = _c(rng, descriptions) if descriptions else article(label)
+    d = pick(rng, descriptions) if descriptions else article(label)
     cat = "" if category in ("", "musical instrument") else category
     options = [cap(d) + ".", f"The sound of {article(label)}.", f"A recording of {d}.",
                f"This is the sound of {d}.", cap(f"{d}, a typical {label} sound.")]
@@ -145,7 +142,7 @@ def label_description(label: str, category: str, descriptions: list[str], rng: n
         options.append(f"{cap(article(cat))} sound: {d}.")
     if category == "musical instrument":
         options.append(f"Music played on {article(label)}.")
-    return _c(rng, options)
+    return pick(rng, options)
 
 
 def llm_description(label: str, category: str, endpoint: str | None = None, timeout: float = 20.0) -> str | None:
@@ -174,23 +171,23 @@ def qa_items(scene: Scene, vocab: dict[str, list[str]], rng: np.random.Generator
     present = {e.label for e in scene.all_events()}
     all_labels = sorted({lab for labs in vocab.values() for lab in labs})
     # presence yes/no
-    e = fg[int(rng.integers(len(fg)))]
+    e = pick(rng, fg)
     if e.kind != "speech":
-        out.append({"question": _c(rng, [f"Is there {article(e.label)} in the recording?", f"Can you hear {article(e.label)}?",
+        out.append({"question": pick(rng, [f"Is there {article(e.label)} in the recording?", f"Can you hear {article(e.label)}?",
                                          f"Does the audio contain {article(e.label)} sound?"]),
                     "answer": "yes", "answer_type": "yes_no", "choices_from": None})
     same_cat = [lab for lab in vocab.get(e.category, []) if lab not in present] or [lab for lab in all_labels if lab not in present]
     if same_cat:
-        absent = _c(rng, same_cat)
-        out.append({"question": _c(rng, [f"Is there {article(absent)} in the recording?", f"Can you hear {article(absent)}?"]),
+        absent = pick(rng, same_cat)
+        out.append({"question": pick(rng, [f"Is there {article(absent)} in the recording?", f"Can you hear {article(absent)}?"]),
                     "answer": "no", "answer_type": "yes_no", "choices_from": None})
     # is someone speaking
     speaking = scene.kind == "speech"
-    out.append({"question": _c(rng, ["Is someone speaking?", "Is there a human voice speaking?", "Does anyone talk in this clip?"]),
+    out.append({"question": pick(rng, ["Is someone speaking?", "Is there a human voice speaking?", "Does anyone talk in this clip?"]),
                 "answer": "yes" if speaking else "no", "answer_type": "yes_no", "choices_from": None})
     if scene.kind == "speech":
         said = fg[0].meta.get("text", "")
-        out.append({"question": _c(rng, ["Which word is said?", "What does the speaker say?", "What words are spoken?"]),
+        out.append({"question": pick(rng, ["Which word is said?", "What does the speaker say?", "What words are spoken?"]),
                     "answer": said, "answer_type": "open", "choices_from": "speech_text"})
         out.append({"question": "Is the speaker a man or a woman?", "answer": fg[0].meta.get("speaker", "man"),
                     "answer_type": "open", "choices_from": ["man", "woman"]})
@@ -213,17 +210,17 @@ def qa_items(scene: Scene, vocab: dict[str, list[str]], rng: np.random.Generator
             noun = QUESTION_CATS[ev.category]
             others = [x.label for x in fg if x.category == ev.category]
             if len(others) == 1:
-                out.append({"question": _c(rng, [f"What {noun} can be heard?", f"Which {noun} is making the sound?",
+                out.append({"question": pick(rng, [f"What {noun} can be heard?", f"Which {noun} is making the sound?",
                                                   f"What kind of {noun} is in the recording?"]),
                             "answer": ev.label, "answer_type": "open", "choices_from": ev.category})
             break
     # loud or quiet
     if scene.level in ("loud", "quiet"):
-        out.append({"question": _c(rng, ["Is the sound loud or quiet?", "Is this recording loud or soft?"]),
+        out.append({"question": pick(rng, ["Is the sound loud or quiet?", "Is this recording loud or soft?"]),
                     "answer": scene.level, "answer_type": "open", "choices_from": ["loud", "quiet"]})
     # fast or slow
     if scene.kind == "music" and fg[0].meta.get("tempo") in ("slow", "fast"):
-        out.append({"question": _c(rng, ["Is the music fast or slow?", "Is the tempo fast or slow?"]),
+        out.append({"question": pick(rng, ["Is the music fast or slow?", "Is the tempo fast or slow?"]),
                     "answer": fg[0].meta["tempo"], "answer_type": "open", "choices_from": ["fast", "slow"]})
     if scene.kind == "speech" and fg[0].meta.get("rate") in ("slow", "fast"):
         out.append({"question": "Does the person speak fast or slowly?",
