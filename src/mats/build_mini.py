@@ -85,10 +85,11 @@ def pick_demo_clip(data: Path) -> Path:
     """A held-out benchmark clip with an animal in it (deterministic: the first one)."""
     from mats.data.records import read_bench
 
-    for row in read_bench(data / "bench" / "sound_caption.jsonl"):
+    rows = read_bench(data / "bench" / "sound_caption.jsonl")
+    for row in rows:
         if any(w in " ".join(row["captions"]).lower() for w in ("dog", "cow", "cat", "bird", "rooster")):
             return Path(row["audio"])
-    return Path(read_bench(data / "bench" / "sound_caption.jsonl")[0]["audio"])
+    return Path(rows[0]["audio"])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,7 @@ JsonOpt = typer.Option(False, "--json", help="Print one JSON document.")
 
 
 def _emit(doc, as_json: bool, text: str) -> None:
-    typer.echo(json.dumps(doc, ensure_ascii=False, indent=None) if as_json else text)
+    typer.echo(json.dumps(doc, ensure_ascii=False) if as_json else text)
 
 
 def _load(model: Optional[str]):

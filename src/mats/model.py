@@ -81,12 +81,11 @@ class MATS(nn.Module):
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Strict: every trained weight must be present and nothing else."""
-        expected = set(self.trainable_state_dict())
-        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        own = self.trainable_state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or unexpected:
             raise ModelError(f"weights do not match the model: missing {missing[:5]}"
                              f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
-        own = self.state_dict()
         for k, v in state.items():
             if own[k].shape != v.shape:
                 raise ModelError(f"weight {k}: shape {tuple(v.shape)} != {tuple(own[k].shape)}")
@@ -154,13 +153,12 @@ class MATS(nn.Module):
     # ---------------------------------------------------------------- inference
 
     def project_audio(self, z: torch.Tensor) -> torch.Tensor:
-        """Audio embedding (B, D) -> what the mapper sees: Santa if a memory is present."""
-        from mats.noise import l2_normalize
+        """Audio embedding (B, D) -> what the mapper sees: Santa, or without a memory Santa's
+        `noise_only` mode (the audio embedding alone, normalised as the config says)."""
         from mats.santa import santa_project
 
-        if self.memory is None:
-            return l2_normalize(z)
-        return santa_project(z, self.memory, self.cfg.santa)
+        cfg = self.cfg.santa if self.memory is not None else replace(self.cfg.santa, mode="noise_only")
+        return santa_project(z, self.memory, cfg)
 
     @torch.no_grad()
     def generate(self, emb: torch.Tensor, instructions: list[str], num_beams: int | None = None,

@@ -223,6 +223,8 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
 
     # ---- the loop
     sigma = run.model.noise.sigma
+    mine = range(d.rank * per_rank, (d.rank + 1) * per_rank)  # this process's batch positions
+    chunks = [mine[i : i + micro] for i in range(0, per_rank, micro)]  # its micro-batches
     bar = tqdm(total=max_steps, initial=start, desc="training", disable=not (progress and d.main))
     log = (out / "metrics.jsonl").open("a") if d.main else None
     window_t, window_n = time.perf_counter(), 0
@@ -231,9 +233,7 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
         for step in range(start, max_steps):
             idx = batch_indices(len(records), step, tc.batch_size, tc.seed)  # (B,) global batch
             total_tokens = int(n_answer[idx].sum())
-            mine = range(d.rank * per_rank, (d.rank + 1) * per_rank)  # positions in the batch
             loss_sum = 0.0
-            chunks = [mine[i : i + micro] for i in range(0, per_rank, micro)]
             for c, chunk in enumerate(chunks):
                 pos = torch.tensor(list(chunk))
                 rows = idx[list(chunk)]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mats.audio import describe, prepare_audio
+from mats.audio import prepare_audio
 from mats.config import AudioConfig, EncoderConfig
 from mats.encoders.base import AudioTextEncoder, EncoderError
 
@@ -130,7 +130,5 @@ def embed_audio_items(
 
     if not items:
         return torch.empty(0, encoder.dim)
-    for index, rows in enumerate(per_item):
-        if not rows:  # cannot happen: prepare_audio always gives at least one window
-            raise EncoderError(f"{describe(items[index])}: no audio windows")
+    # prepare_audio always gives at least one window, so every item has rows.
     return torch.stack([torch.stack(rows).mean(dim=0) for rows in per_item])  # (B, D)
