@@ -43,10 +43,14 @@ def trained_tiny(tmp_path_factory) -> Path:
     return train(run, out / "run", progress=False)
 
 
+def write_tone(path: Path, freq: float, seconds: float = 1.0, sr: int = 16000) -> Path:
+    """Write a sine tone (amplitude 0.3, float32) as a WAV file; returns the path."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr)
+    return path
+
+
 @pytest.fixture()
 def wav_file(tmp_path) -> Path:
     """One second of a 440 Hz tone at 16 kHz."""
-    t = np.arange(16000) / 16000
-    path = tmp_path / "tone.wav"
-    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
-    return path
+    return write_tone(tmp_path / "tone.wav", 440)

@@ -24,8 +24,17 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def hash_file(path: str | Path, h=None):
+    """Feed a file's bytes into hash object `h` (default: a new SHA-256), 1 MiB at a time."""
+    h = h if h is not None else hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h
+
+
 def file_key(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return hash_file(path).hexdigest()
 
 
 def embed_texts(encoder, texts: list[str], batch_size: int = 256, progress: bool = False) -> torch.Tensor:

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mats.audio import load_audio
-from mats.cache import cached_text_embeddings
+from mats.cache import cached_text_embeddings, hash_file
 from mats.config import AudioConfig, EncoderConfig
 from mats.data.records import RecordError, read_bench, read_jsonl
 from mats.encoders import build_encoder, embed_audio_items
@@ -170,11 +170,8 @@ def split_by_recording(
 
 
 def _file_key(path: str, settings: bytes) -> str:
-    digest = hashlib.sha256(settings)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Mel-cache key: SHA-256 of the feature settings, then the file's bytes."""
+    return hash_file(path, hashlib.sha256(settings)).hexdigest()
 
 
 @torch.no_grad()

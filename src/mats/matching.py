@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from mats.noise import l2_normalize
+
 ARTICLES = frozenset({"a", "an", "the"})
 # Every ASCII punctuation character (underscore included: "crying_baby" -> "crying baby").
 _PUNCT_RE = re.compile("[" + re.escape(string.punctuation) + "]")
@@ -108,7 +110,7 @@ def match_to_candidates(
             f"embed_text returned shape {tuple(emb.shape)} for {len(vocab)} strings; "
             "expected (N, D)"
         )
-    emb = torch.nn.functional.normalize(emb, dim=-1)  # (V, D), unit rows
+    emb = l2_normalize(emb)  # (V, D), unit rows
 
     out: list[tuple[int, list[float]]] = []
     for pred, cands in zip(predictions, lists):

@@ -2,14 +2,14 @@
 formula, K re-clustering, and the CLAP zero-shot baseline (checked against clap_train)."""
 
 import copy
-import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from conftest import write_tone
 
 from mats import api
+from mats.data.records import read_bench, write_jsonl
 from mats.evaluate import ablations as A
 from mats.evaluate.ablations import AblationError, apply_overrides, parse_overrides
 
@@ -150,16 +150,13 @@ def test_zero_shot_matches_clap_train_evaluation(pipe, tmp_path):
     labels = ["dog", "bell", "rain", "engine"]
     rows = []
     for i, freq in enumerate([220, 440, 880, 1760, 330, 660]):
-        t = np.arange(16000) / 16000
-        sf.write(tmp_path / f"{i}.wav", (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000)
+        write_tone(tmp_path / f"{i}.wav", freq)
         rows.append({"audio": f"{i}.wav", "task": "classification", "label": labels[i % 4],
                      "labels": labels})
     bench = tmp_path / "bench.jsonl"
-    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(bench, rows)
     zs = apply_overrides(pipe, {"zero_shot": True})
     got = evaluate(zs, bench, progress=False)["metrics"]["classification"]["accuracy"]
-    from mats.data.records import read_bench
-
     ref = evaluate_clap(pipe.encoder, read_bench(bench), pipe.model.cfg.audio)
     assert got == pytest.approx(ref["classification"]["accuracy"])
     # The label is the argmax of the cosine scores it reports, computed here directly.

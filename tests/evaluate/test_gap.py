@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from conftest import write_tone
 
 from mats.config import SantaConfig
 from mats.evaluate.gap import GapError, compute_gap, gap_numbers, gap_panels, paired_text, pca_2d, plot_gap
@@ -51,8 +51,9 @@ def test_panels_are_the_four_treatments(toy):
 
 def test_gap_numbers_match_a_direct_computation(toy):
     audio, text, memory = toy
-    numbers = gap_numbers(gap_panels(audio, text, memory, SANTA, 0.015))
-    for name, (a, t) in gap_panels(audio, text, memory, SANTA, 0.015).items():
+    panels = gap_panels(audio, text, memory, SANTA, 0.015)
+    numbers = gap_numbers(panels)
+    for name, (a, t) in panels.items():
         a, t = _unit(a.numpy()), _unit(t.numpy())
         gap = np.linalg.norm(a.mean(0) - t.mean(0))
         assert numbers[name]["centroid_distance"] == pytest.approx(gap, abs=1e-6)
@@ -95,9 +96,7 @@ def test_compute_gap_on_a_model_and_plot(trained_tiny, tmp_path):
     pipe = api.load(trained_tiny)
     rows = []
     for i, freq in enumerate([220, 440, 880, 1320]):
-        t = np.arange(16000) / 16000
-        path = tmp_path / f"{i}.wav"
-        sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000)
+        path = write_tone(tmp_path / f"{i}.wav", freq)
         rows.append({"audio": str(path), "captions": [f"a tone at {freq} hertz"]})
     rows.append({"audio": str(tmp_path / "0.wav"), "question": "q", "answer": "a"})  # no pair: skipped
     gap = compute_gap(pipe, rows, seed=0)

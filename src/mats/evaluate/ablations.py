@@ -25,11 +25,11 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from mats.clap_train import DEFAULT_PROMPT as ZERO_SHOT_PROMPT  # one prompt for both zero-shot paths
 from mats.config import SantaConfig
-from mats.santa import MODES, SantaMemory
+from mats.noise import l2_normalize
+from mats.santa import MODES, SantaMemory, cluster_memory
 
 SANTA_KEYS: dict[str, type] = {"mode": str, "lam": float, "tau": float, "top_l": int, "k": int}
 ZERO_SHOT = "zero_shot"
@@ -128,8 +128,6 @@ def recluster_memory(memory: SantaMemory, k: int, cfg: SantaConfig) -> SantaMemo
 
     The entries tensor is reused as is (not re-noised, not re-normalised).
     """
-    from mats.santa import cluster_memory
-
     if k < 1:
         raise AblationError(f"k must be >= 1, got {k}")
     return cluster_memory(memory.entries, replace(cfg, k=int(k)))
@@ -154,11 +152,14 @@ class ClapZeroShot:
         self.name = f"{getattr(pipeline, 'name', '')} (CLAP zero-shot)"
 
     def _scores(self, audio: list, candidates: list[list[str]]) -> list[list[float]]:
-        z = F.normalize(self.pipeline.embed_audio(audio).float(), dim=-1)  # (B, D)
+        z = l2_normalize(self.pipeline.embed_audio(audio).float())  # (B, D)
+        text: dict[tuple[str, ...], torch.Tensor] = {}  # each distinct candidate list embedded once
         out = []
         for i, cands in enumerate(candidates):
-            t = F.normalize(self.encoder.embed_text(cands).float(), dim=-1)  # (C, D)
-            out.append((t @ z[i]).tolist())  # (C,)
+            key = tuple(cands)
+            if key not in text:
+                text[key] = l2_normalize(self.encoder.embed_text(cands).float())  # (C, D)
+            out.append((text[key] @ z[i]).tolist())  # (C,)
         return out
 
     def classify(self, audio, labels: Sequence[str]):

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from mats.config import SantaConfig
+from mats.evaluate.plots import _pyplot, save_figure
 from mats.noise import inject_noise, l2_normalize
 from mats.santa import SantaMemory, modality_gap, santa_project
 
@@ -116,11 +117,7 @@ def compute_gap(pipeline: Any, rows: list[dict[str, Any]], seed: int = 0, progre
 
 def plot_gap(gap: dict, path: Path) -> Path:
     """One panel per treatment on shared axes: audio points, text points, a faint line per pair."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     names = [n for n in PANELS if n in gap["coords"]]
     fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.6), sharex=True, sharey=True)
     axes = np.atleast_1d(axes)
@@ -138,6 +135,4 @@ def plot_gap(gap: dict, path: Path) -> Path:
     axes[0].set_ylabel("PC 2")
     axes[0].legend(loc="best", fontsize=8)
     fig.suptitle(f"Paired audio/text embeddings (n={gap['n']}), one PCA for all panels", fontsize=10)
-    from mats.evaluate.plots import save_figure
-
     return save_figure(fig, path)

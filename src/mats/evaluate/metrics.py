@@ -45,7 +45,8 @@ def _check_lengths(a: Sequence, b: Sequence, what: str) -> None:
         raise MetricError(f"{what}: nothing to score")
 
 
-def _accuracy(correct: list[bool]) -> dict[str, float | int]:
+def accuracy_counts(correct: Sequence[bool]) -> dict[str, float | int]:
+    """{"accuracy": hits / n, "correct": hits, "n": n} for a list of per-item hits."""
     n = len(correct)
     k = int(sum(correct))
     return {"accuracy": k / n, "correct": k, "n": n}
@@ -62,11 +63,14 @@ def classification_accuracy(
     Labels are compared after `normalize_text`, so "Crying baby" matches "crying_baby".
     """
     _check_lengths(pred_labels, gold_labels, "classification_accuracy")
-    correct = []
-    for pred, gold in zip(pred_labels, gold_labels):
-        golds = [gold] if isinstance(gold, str) else list(gold)
-        correct.append(normalize_text(pred) in {normalize_text(g) for g in golds})
-    return _accuracy(correct)
+    return accuracy_counts(
+        [normalize_text(pred) in gold_set(gold) for pred, gold in zip(pred_labels, gold_labels)]
+    )
+
+
+def gold_set(gold: str | Sequence[str]) -> set[str]:
+    """A gold label (or a multi-label list) as the set of its `normalize_text` forms."""
+    return {normalize_text(g) for g in ([gold] if isinstance(gold, str) else gold)}
 
 
 def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> dict[str, float | int]:
@@ -136,7 +140,9 @@ def normalize_answer(text: str) -> str:
 def aqa_accuracy(preds: Sequence[str], answers: Sequence[str]) -> dict[str, float | int]:
     """Exact match after `normalize_answer` (so "Two dogs." == "2 dogs")."""
     _check_lengths(preds, answers, "aqa_accuracy")
-    return _accuracy([normalize_answer(p) == normalize_answer(a) for p, a in zip(preds, answers)])
+    return accuracy_counts(
+        [normalize_answer(p) == normalize_answer(a) for p, a in zip(preds, answers)]
+    )
 
 
 def parse_yes_no(text: str) -> str | None:
@@ -162,7 +168,7 @@ def binary_accuracy(preds: Sequence[str], answers: Sequence[str]) -> dict[str, f
             raise MetricError(f"binary_accuracy: reference answer {a!r} is not yes/no")
         golds.append(g)
     parsed = [parse_yes_no(p) for p in preds]
-    out = _accuracy([p == g for p, g in zip(parsed, golds)])
+    out = accuracy_counts([p == g for p, g in zip(parsed, golds)])
     out["unparsed"] = sum(p is None for p in parsed)
     return out
 
@@ -170,7 +176,7 @@ def binary_accuracy(preds: Sequence[str], answers: Sequence[str]) -> dict[str, f
 def mcq_accuracy(chosen: Sequence[str], answers: Sequence[str]) -> dict[str, float | int]:
     """Chosen option text equals the answer option (after `normalize_text`)."""
     _check_lengths(chosen, answers, "mcq_accuracy")
-    return _accuracy([normalize_text(c) == normalize_text(a) for c, a in zip(chosen, answers)])
+    return accuracy_counts([normalize_text(c) == normalize_text(a) for c, a in zip(chosen, answers)])
 
 
 # ----------------------------------------------------------------------------- captioning

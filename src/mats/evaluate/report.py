@@ -49,9 +49,22 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
+from mats.cache import hash_file
 from mats.config import ConfigError, from_dict, load_model_config, to_dict
-from mats.evaluate.ablations import ZERO_SHOT, AblationError, drop_defaults, overrides_flags
-from mats.evaluate.benchmarks import SOUNDWORLD_BENCHMARKS, benchmark_path, load_benchmark
+from mats.evaluate.ablations import (
+    ZERO_SHOT,
+    ZERO_SHOT_PROMPT,
+    AblationError,
+    drop_defaults,
+    overrides_flags,
+)
+from mats.evaluate.benchmarks import (
+    SOUNDWORLD_BENCHMARKS,
+    BenchmarkError,
+    benchmark_path,
+    load_benchmark,
+    parse_spec,
+)
 from mats.evaluate.metrics import find_spice_jars
 
 CAPTION_TASKS = ("sound_caption", "music_caption")
@@ -70,7 +83,7 @@ ABLATIONS = (  # key, row label, overrides (None: the separately trained no-nois
     ("memory_only", "memory only (no audio embedding)", {"mode": "memory_only"}),
     ("no_noise", "trained without noise (sigma = 0)", None),
 )
-SWEEPS = (("lam", "lambda"), ("tau", "tau"), ("top_l", "L"), ("k", "K"))
+SWEEPS = ("lam", "tau", "top_l", "k")  # axis labels: PARAM_LABEL
 ROW_CLAP, ROW_TEXT, ROW_AUDIO = "mini-CLAP zero-shot", "MATS-mini (text-only)", "MATS-Audio-mini (audio)"
 VERDICTS = ("reproduces", "partly", "does not reproduce")
 
@@ -262,12 +275,6 @@ def verdict(checks: list[bool | None]) -> str:
 # fingerprints and the cache
 
 
-def _sha_file(path: Path, h: Any) -> None:
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-
-
 def model_fingerprint(model_dir: Path) -> str:
     """Content hash of what defines a trained model: config.json, the trained weights and the
     Santa memory in full; other files (exported encoder, bundled LM) by name and size."""
@@ -277,7 +284,7 @@ def model_fingerprint(model_dir: Path) -> str:
         rel = path.relative_to(model_dir).as_posix()
         h.update(rel.encode() + b"\0")
         if rel in full:
-            _sha_file(path, h)
+            hash_file(path, h)
         else:
             h.update(str(path.stat().st_size).encode())
     return h.hexdigest()
@@ -330,6 +337,7 @@ class Report:
         self._cfg: dict[str, Any] = {}
         self._tasks: dict[str, str] = {}
         self._bench_fp: dict[str, str] = {}
+        self._docs: dict[Path, dict[str, Any]] = {}  # cache entry -> its result.json, once found
         # SPICE runs when the jars are found (spec.spice_jars, else $MATS_SPICE_JARS), as in
         # `mats eval`; the command beside a table then names the same directory.
         found = find_spice_jars(spec.spice_jars)
@@ -375,10 +383,14 @@ class Report:
             if bench in SOUNDWORLD_BENCHMARKS:
                 path = benchmark_path(bench, self.spec.data)
             else:
-                path = Path(bench.split(":", 1)[1].split("@")[0]) if ":" in bench else Path(bench)
+                try:
+                    parsed = parse_spec(bench)  # KIND:METADATA@AUDIO_DIR: hash the metadata file
+                except BenchmarkError as err:
+                    raise ReportError(f"report spec: benchmark {bench!r}: {err}") from None
+                path = parsed[1] if parsed else Path(bench)
             h = hashlib.sha256(bench.encode())
             if path.is_file():
-                _sha_file(path, h)
+                hash_file(path, h)
             self._bench_fp[bench] = h.hexdigest()
         return self._bench_fp[bench]
 
@@ -403,8 +415,16 @@ class Report:
         return self.cache / "evals" / digest[:20]
 
     def cached(self, job: Job) -> dict[str, Any] | None:
-        path = self.entry(job) / "result.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        return self._cached_at(self.entry(job))
+
+    def _cached_at(self, entry: Path) -> dict[str, Any] | None:
+        """The entry's result.json (read once, then memoised; re-checked on disk until found)."""
+        if entry not in self._docs:
+            path = entry / "result.json"
+            if not path.is_file():
+                return None
+            self._docs[entry] = json.loads(path.read_text())
+        return self._docs[entry]
 
     def run(self, jobs: list[Job]) -> None:
         """Evaluate the jobs not in the cache: each model loaded once, each variant built once."""
@@ -415,8 +435,9 @@ class Report:
         # Jobs with one cache entry (the same model files under two names) run once.
         missing, entries = [], set()
         for j in jobs:
-            if self.entry(j) not in entries and self.cached(j) is None:
-                entries.add(self.entry(j))
+            e = self.entry(j)
+            if e not in entries and self._cached_at(e) is None:
+                entries.add(e)
                 missing.append(j)
         if not missing:
             return
@@ -431,6 +452,8 @@ class Report:
                 t0 = time.perf_counter()
                 pipe = api.load(model)
                 load_s = time.perf_counter() - t0
+                if model == self.spec.models.text[0]:
+                    self.gap(pipe)  # while it is loaded; build() then reads the gap cache
                 for overrides, group in variants.items():
                     variant, error = None, None
                     try:
@@ -461,6 +484,8 @@ class Report:
         doc = {"key": self.key(job), "model_dir": job.model, "result": result, "error": error,
                "seconds": round(time.perf_counter() - t0, 3), "load_seconds": round(load_s, 3)}
         _write_json(entry / "result.json", doc)
+        # What a read of the file gives (JSON types, sorted keys), without reading it.
+        self._docs[entry] = json.loads(json.dumps(doc, sort_keys=True))
         self.computed.append(job)
 
     # ---------------------------------------------------------------- cells
@@ -531,7 +556,7 @@ class Report:
         models = self.spec.models.text[: sw.seeds]
         santa = self.model_cfg(models[0]).santa
         out: dict[str, dict[str, Any]] = {}
-        for param, _ in SWEEPS:
+        for param in SWEEPS:
             values = list(getattr(sw, param))
             if values:
                 out[param] = {"values": values, "default": getattr(santa, param), "cells": {
@@ -552,8 +577,9 @@ class Report:
 
     # ---------------------------------------------------------------- the modality gap
 
-    def gap(self) -> dict[str, Any]:
-        """Gap numbers and 2-D points for the first text-only model (cached like evaluations)."""
+    def gap(self, pipe: Any = None) -> dict[str, Any]:
+        """Gap numbers and 2-D points for the first text-only model (cached like evaluations);
+        `pipe`: that model already loaded (else it is loaded here if the gap is not cached)."""
         from mats import api
         from mats.evaluate.gap import compute_gap
 
@@ -570,7 +596,9 @@ class Report:
             _, r = load_benchmark(b, data=self.spec.data)
             rows += r[: g.limit] if g.limit else r
         t0 = time.perf_counter()
-        doc = compute_gap(api.load(model), rows, seed=g.seed, progress=self.progress)
+        if pipe is None:
+            pipe = api.load(model)
+        doc = compute_gap(pipe, rows, seed=g.seed, progress=self.progress)
         doc.update(key=key, model_dir=model, benches=list(g.benches),
                    seconds=round(time.perf_counter() - t0, 3))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -774,7 +802,7 @@ def render_markdown(report: Report, data: dict, gap: dict, figures: dict[str, st
             rows.append(row)
         L += _md_table(header, rows)
         L += ["", f"{ROW_CLAP}: the encoder alone, the label whose text "
-              "(\"the sound of a {label}\"; MCQ: the option text) is most cosine-similar to the "
+              f"(\"{ZERO_SHOT_PROMPT}\"; MCQ: the option text) is most cosine-similar to the "
               "audio wins; it cannot answer open or yes/no questions."]
         L += _commands(report, cells)
     else:

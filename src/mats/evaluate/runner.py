@@ -95,8 +95,9 @@ def _run_classification(model, idx: list[int], rows: list[dict], preds: dict, bs
         answers = _batched(lambda a: model.classify(a, labels_list), len(members), [audio], bs, bar,
                            "model.classify")
         golds = [_gold_list(rows[i]["label"]) for i in members]
-        for i, ans, gold in zip(members, answers, golds):
-            ok = bool(M.classification_accuracy([ans["label"]], [gold])["correct"])
+        gold_sets = [M.gold_set(g) for g in golds]  # normalised, built once per row
+        for i, ans, gold in zip(members, answers, gold_sets):
+            ok = normalize_text(ans["label"]) in gold
             preds[i] = {"prediction": ans["label"], "scores": ans["scores"], "correct": ok}
             if "text" in ans:  # the generated text the label was matched from
                 preds[i]["text"] = ans["text"]
@@ -110,11 +111,9 @@ def _run_classification(model, idx: list[int], rows: list[dict], preds: dict, bs
             except KeyError as err:
                 raise EvaluationError(f"model.classify gave no score for label {err}") from None
             norm = [normalize_text(lab) for lab in labels_list]
-            targets = np.array([[int(nl in {normalize_text(g) for g in gold}) for nl in norm]
-                                for gold in golds])
+            targets = np.array([[int(nl in gold) for nl in norm] for gold in gold_sets])
             maps.append((M.mean_average_precision(scores, targets)["mAP"], len(members)))
-    out: dict[str, Any] = {"accuracy": sum(correct_all) / len(correct_all),
-                           "correct": sum(correct_all), "n": len(correct_all)}
+    out: dict[str, Any] = M.accuracy_counts(correct_all)
     if maps:
         out["mAP"] = float(sum(m * n for m, n in maps) / sum(n for _, n in maps))
         if len(maps) > 1:
@@ -145,8 +144,7 @@ def _run_aqa(model, idx, rows, preds, bs, bar) -> dict:
     ]
     for i, a, ok in zip(idx, answers, correct):
         preds[i] = {"prediction": a, "correct": ok}
-    out: dict[str, Any] = {"accuracy": sum(correct) / len(correct), "correct": sum(correct),
-                           "n": len(correct)}
+    out: dict[str, Any] = M.accuracy_counts(correct)
     yes_no = [k for k, kind in enumerate(kinds) if kind == "yes_no"]
     if yes_no:
         out["yes_no"] = M.binary_accuracy([answers[k] for k in yes_no], [golds[k] for k in yes_no])
@@ -165,7 +163,7 @@ def _run_mcq(model, idx, rows, preds, bs, bar) -> dict:
     correct = [normalize_text(c) == normalize_text(g) for c, g in zip(chosen, golds)]
     for i, c, ok in zip(idx, chosen, correct):
         preds[i] = {"prediction": c, "correct": ok}
-    out: dict[str, Any] = dict(M.mcq_accuracy(chosen, golds))
+    out: dict[str, Any] = M.accuracy_counts(correct)  # = M.mcq_accuracy(chosen, golds)
     out.update(_breakdown([rows[i] for i in idx], correct))
     return out
 
