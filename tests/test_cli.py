@@ -57,3 +57,20 @@ def test_train_with_a_bad_config_is_one_line(tmp_path):
     cfg.write_text("train:\n  learning_rate: 1\n")
     r = mats("train", cfg, "--out", tmp_path / "out", check=False)
     assert r.returncode != 0 and "learning_rate" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sigma_estimates_from_pairs_with_each_rule(trained_tiny, tmp_path):
+    from conftest import write_tone
+
+    from mats.data.records import write_jsonl
+
+    pairs = [{"audio": str(write_tone(tmp_path / f"{f}.wav", f)), "caption": f"a tone at {f} hertz"}
+             for f in (220, 440, 880)]
+    write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    values = {rule: float(mats("sigma", tmp_path / "pairs.jsonl", "--model", trained_tiny, "--rule", rule).stdout)
+              for rule in ("mean_linf", "mean_linf_squared", "gap_energy")}
+    assert all(v > 0 for v in values.values())
+    # ||d||^2 / D <= ||d||_inf^2 for every pair, so the gap energy never exceeds the squared rule.
+    assert values["gap_energy"] <= values["mean_linf_squared"]
+    bad = mats("sigma", tmp_path / "pairs.jsonl", "--model", trained_tiny, "--rule", "max", check=False)
+    assert bad.returncode == 2 and "gap_energy" in bad.stderr

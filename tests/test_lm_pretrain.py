@@ -38,8 +38,8 @@ SOUNDS = ["a dog barks", "rain falls on a roof", "a car horn honks", "a bell rin
 def small_corpus() -> list[str]:
     texts = []
     for i, s in enumerate(SOUNDS):
-        texts.append(chat_line("Describe the audio.", f"{s.capitalize()}.") )
-        texts.append(chat_line(f"Is there a {s.split()[1]}?", "yes" if i % 2 else "no"))
+        texts.append(chat_line("Describe the audio.", f"{s.capitalize()}.", description=s))
+        texts.append(chat_line(f"Is there a {s.split()[1]}?", "yes" if i % 2 else "no", description=s))
         texts.append(f"The sound of {s} in the distance.")
         texts.append(f"{s.capitalize()} while {SOUNDS[(i + 3) % len(SOUNDS)]}.")
     return texts
@@ -78,21 +78,25 @@ def test_pack_rows_keeps_whole_documents_in_order():
     assert rows == [[1, 1, 1], [2, 2, 2, 2, 3, 3], [4] * 6, [5]]
 
 
-def test_chat_lines_are_tokenized_as_mats_tokenizes_them():
+@pytest.mark.parametrize("description", ["", "A dog barks twice."])
+def test_chat_lines_are_tokenized_as_mats_tokenizes_them(description):
     prompt = PromptConfig()
     tok = train_bpe(small_corpus(), 300)
     instruction, answer = "Describe the audio.", "A dog barks: \"woof\"."
-    text = chat_line(instruction, answer, prompt)
-    assert text == f"User: <audio></audio> {instruction}\nAssistant: {answer}"
-    # What MATS.tokenize + assemble put around the audio prefix, with an empty prefix.
+    text = chat_line(instruction, answer, prompt, description)
+    assert text == f"User: <audio>{description}</audio> {instruction}\nAssistant: {answer}"
+    # What MATS.tokenize + assemble put around the audio prefix, with the description's tokens
+    # where the prefix goes.
     pre, _, post = prompt.template.partition("{audio}")
     piece = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     expected_answer = piece(prompt.answer_prefix + answer) + [tok.eos_token_id]
-    expected = piece(pre) + piece(post.format(instruction=instruction)) + expected_answer
+    expected = (piece(pre) + piece(description) + piece(post.format(instruction=instruction))
+                + expected_answer)
     docs, starts = encode_all(tok, [text, "a dog barks"], prompt)
     assert docs[0] == expected == encode(tok, text)
     assert docs[0][starts[0]:] == expected_answer
     assert starts[1] is None and docs[1] == piece("a dog barks") + [tok.eos_token_id]
+    assert prompt_ids(tok, text[: -len(prompt.answer_prefix + answer)], prompt) == docs[0][: starts[0]]
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
@@ -133,11 +137,13 @@ def test_collect_corpus_is_deterministic_deduplicated_and_has_chat_lines(tmp_pat
     texts = collect_corpus(sw, shared)
     assert texts == collect_corpus(sw, shared)
     assert len(texts) == len(set(texts))
-    assert chat_line("Describe the audio.", "A dog barks.") in texts
-    assert chat_line("Is there a dog?", "yes") in texts
+    # AudioTIA records carry their description in the audio slot; real captions describe themselves.
+    assert chat_line("Describe the audio.", "A dog barks.", description="A dog barks.") in texts
+    assert chat_line("Is there a dog?", "yes", description="A dog barks.") in texts
     assert {"A dog barks.", "Rain on a roof.", "Large dog barking.", "A dog is barking."} <= set(texts)
     music = [t for t in texts if "piano ballad" in t]
-    assert len(music) == 1 and music[0].startswith("User: <audio></audio> ")  # chat line only
+    assert music == [chat_line(music[0].split("</audio> ")[1].split("\n")[0], "A slow piano ballad.",
+                               description="A slow piano ballad.")]  # chat line only
     assert not any("EVAL" in t or "VALIDATION" in t for t in texts)
     with pytest.raises(PretrainError, match="audiotia"):
         collect_corpus(tmp_path / "missing", None)

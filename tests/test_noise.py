@@ -150,8 +150,22 @@ def test_estimate_sigma_known_answer():
     assert estimate_sigma(a, t, rule="mean_linf_squared") == pytest.approx(
         sum(x * x for x in linf) / len(linf), rel=1e-6
     )
+    # |unit a - unit t|^2 = 2 - 2 cos th, spread over D dimensions
+    d = a.shape[1]
+    energy = sum(2.0 - 2.0 * math.cos(th) for th in thetas) / len(thetas) / d
+    assert estimate_sigma(a, t, rule="gap_energy") == pytest.approx(energy, rel=1e-6)
     # identical directions -> zero variance
     assert estimate_sigma(t * 3.0, t) == pytest.approx(0.0, abs=1e-7)
+    assert estimate_sigma(t * 3.0, t, rule="gap_energy") == pytest.approx(0.0, abs=1e-7)
+
+
+def test_gap_energy_noise_has_the_gap_s_expected_norm():
+    # Noise drawn at the estimated variance has (in expectation) the norm of the paired gap.
+    a, t = _pairs_with_angles([0.4, 0.9, 1.3] * 20, d=64)
+    sigma = estimate_sigma(a, t, rule="gap_energy")
+    gap = (l2_normalize(a) - l2_normalize(t)).norm(dim=-1).pow(2).mean()
+    eps = gaussian_noise((20000, 64), sigma, torch.Generator().manual_seed(0))
+    assert eps.norm(dim=-1).pow(2).mean() == pytest.approx(float(gap), rel=0.02)
 
 
 def test_estimate_sigma_validates_input():

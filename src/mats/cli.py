@@ -114,16 +114,21 @@ def report(spec: Path = typer.Argument(..., help="Report spec (YAML): models, be
 
 @app.command()
 def sigma(pairs: Path = typer.Argument(..., help="JSONL of {audio, caption} pairs (about 30)."),
-          model: Optional[str] = ModelOpt, n: int = typer.Option(30, help="Pairs to use.")):
+          model: Optional[str] = ModelOpt, n: int = typer.Option(30, help="Pairs to use."),
+          rule: str = typer.Option("mean_linf", help="mean_linf | mean_linf_squared | gap_energy "
+                                   "(see mats.noise.estimate_sigma).")):
     """Estimate the noise variance sigma from paired audio/text embeddings (Deshmukh et al. 2024)."""
     from mats.data.records import read_pairs
-    from mats.noise import estimate_sigma
+    from mats.noise import SIGMA_RULES, estimate_sigma
+
+    if rule not in SIGMA_RULES:
+        raise typer.BadParameter(f"use one of {', '.join(SIGMA_RULES)}", param_hint="--rule")
 
     pipe = _load(model)
     audio, captions = read_pairs(pairs, n)
     a = pipe.embed_audio(audio)
     t = pipe.encoder.embed_text(captions)
-    typer.echo(f"{estimate_sigma(a, t):.6f}")
+    typer.echo(f"{estimate_sigma(a, t, rule):.6f}")
 
 
 @data_app.command("build")

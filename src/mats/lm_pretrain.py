@@ -1,14 +1,23 @@
 """Pre-train the mini-LM: a small GPT-2 with a byte-level BPE tokenizer, on audio-description text.
 
 MATS freezes its language model, so the LM must already speak the language of the instructions
-and answers, in the chat format the MATS model uses. The corpus (`collect_corpus`) holds
-- chat lines shaped like a MATS sample without its audio prefix,
-  "User: <audio></audio> {instruction}\nAssistant: {answer}": every SoundWorld AudioTIA record,
-  and every training caption of the real corpora (AudioCaps, Clotho, MusicCaps) with the
-  importers' instruction phrasings -- the caption itself is the answer, so it is not repeated
-  as plain text;
+and answers, in the chat format the MATS model uses, and must already *read the audio slot*.
+The corpus (`collect_corpus`) holds
+- chat lines shaped like a MATS sample with the description of the sound where the audio prefix
+  goes, "User: <audio>{description}</audio> {instruction}\nAssistant: {answer}": every SoundWorld
+  AudioTIA record (its `text`), and every training caption of the real corpora (AudioCaps,
+  Clotho, MusicCaps) with the importers' instruction phrasings (the caption is both the
+  description and the answer, so it is not repeated as plain text);
 - plain text: SoundWorld AudioTIA `text` fields and `clap` captions, WavCaps SoundBible
   descriptions and captions.
+
+Why the description sits in the slot: a large LLM (Vicuna in the paper) already answers questions
+about a sound described in its context, so the mapper only has to turn a CLAP embedding into
+something the LLM reads like a description. A 5M-parameter LM pre-trained with an EMPTY slot
+learns the opposite -- the answer distribution without any audio -- and MATS training then
+stalls on that prior: a first MATS-mini gave one caption for every input, its loss the same
+with true, shuffled or zero embeddings. With the slot filled, the loss gap between true and
+shuffled embeddings opens within 50 steps.
 Evaluation splits of the real corpora (AudioCaps val/test, Clotho val/test, the MusicCaps
 AudioSet-eval half) are left out: they are the paper's benchmarks.
 
@@ -103,10 +112,11 @@ class MiniLMConfig:
 # --------------------------------------------------------------------------------- corpus
 
 
-def chat_line(instruction: str, answer: str, prompt: PromptConfig | None = None) -> str:
-    """A MATS sample as text, with an empty audio prefix."""
+def chat_line(instruction: str, answer: str, prompt: PromptConfig | None = None,
+              description: str = "") -> str:
+    """A MATS sample as text, `description` where the audio prefix goes (default: empty)."""
     prompt = prompt or PromptConfig()
-    head = prompt.template.format(audio="", instruction=instruction)
+    head = prompt.template.format(audio=description, instruction=instruction)
     return head + prompt.answer_prefix + answer
 
 
@@ -135,7 +145,7 @@ def collect_corpus(soundworld_dir: Path | None, shared_data: Path | None, seed: 
         if not tia.is_file():
             raise PretrainError(f"{tia}: not found; is {soundworld_dir} a SoundWorld build?")
         for r in read_audiotia(tia):
-            texts.append(chat_line(r.instruction, r.answer, prompt))
+            texts.append(chat_line(r.instruction, r.answer, prompt, r.text))
             texts.append(r.text)
         pairs = soundworld_dir / "clap" / "train.jsonl"
         if pairs.is_file():
@@ -156,7 +166,7 @@ def collect_corpus(soundworld_dir: Path | None, shared_data: Path | None, seed: 
         if musiccaps.is_file():
             records += _musiccaps_train(musiccaps, seed)
         # The caption is the answer of its chat line: no plain copy (it would only repeat it).
-        texts += [chat_line(r.instruction, r.answer, prompt) for r in records]
+        texts += [chat_line(r.instruction, r.answer, prompt, r.answer) for r in records]
         soundbible = shared_data / "wavcaps" / "soundbible.json"
         if soundbible.is_file():
             texts += _soundbible_texts(soundbible)
@@ -206,27 +216,33 @@ def _soundbible_texts(path: Path) -> list[str]:
 # --------------------------------------------------------------------------------- tokens
 
 
-def split_chat(text: str, prompt: PromptConfig) -> tuple[str, str, str] | None:
-    """A chat line's three parts as MATS tokenizes them, or None for plain text.
+def split_chat(text: str, prompt: PromptConfig) -> tuple[str, str, str, str] | None:
+    """A chat line's four parts as MATS tokenizes them (the slot's description standing in for
+    the audio prefix), or None for plain text.
 
-    ("User: <audio>", "</audio> {instruction}\nAssistant:", " {answer}") for the default template.
+    ("User: <audio>", "{description}", "</audio> {instruction}\nAssistant:", " {answer}") for
+    the default template.
     """
     pre, post = _audio_marker(prompt)
     tail = prompt.template.split("{instruction}", 1)[1]
-    if not text.startswith(pre + post):
+    if not text.startswith(pre):
         return None
-    k = text.find(tail + prompt.answer_prefix, len(pre + post))
+    slot_end = text.find(post, len(pre))
+    if slot_end < 0:
+        return None
+    k = text.find(tail + prompt.answer_prefix, slot_end + len(post))
     if k < 0:
         return None
     cut = k + len(tail)
-    return text[: len(pre)], text[len(pre) : cut], text[cut:]
+    return text[: len(pre)], text[len(pre) : slot_end], text[slot_end:cut], text[cut:]
 
 
 def encode_all(tokenizer, texts: list[str], prompt: PromptConfig) -> tuple[list[list[int]], list[int | None]]:
     """Token ids of each text + eos, and where each chat line's answer starts (None: plain text).
 
-    Chat lines are tokenized in the three parts `MATS.tokenize` uses (before the prefix, the
-    instruction part, the answer), so their token boundaries match what the frozen LM sees later.
+    Chat lines are tokenized in the parts `MATS.tokenize` uses (before the prefix, the
+    description in the prefix's place, the instruction part, the answer), so their token
+    boundaries match what the frozen LM sees later.
     """
     parts = [split_chat(t, prompt) or (t,) for t in texts]
     flat = [p for ps in parts for p in ps]
@@ -241,7 +257,7 @@ def encode_all(tokenizer, texts: list[str], prompt: PromptConfig) -> tuple[list[
         pieces = ids[k : k + len(ps)]
         k += len(ps)
         docs.append([i for piece in pieces for i in piece] + [eos])
-        starts.append(len(pieces[0]) + len(pieces[1]) if len(ps) == 3 else None)
+        starts.append(sum(len(p) for p in pieces[:3]) if len(ps) == 4 else None)
     return docs, starts
 
 
@@ -300,10 +316,10 @@ def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) 
 
 
 def prompt_ids(tokenizer, text: str, prompt: PromptConfig | None = None) -> list[int]:
-    """Token ids of a generation prompt (no eos), split at the audio prefix as MATS splits it."""
+    """Token ids of a generation prompt (no eos), split at the audio slot as MATS splits it."""
     prompt = prompt or PromptConfig()
-    pre, post = _audio_marker(prompt)
-    pieces = [text[: len(pre)], text[len(pre) :]] if text.startswith(pre + post) else [text]
+    parts = split_chat(text + prompt.answer_prefix, prompt)
+    pieces = [*parts[:3]] if parts else [text]
     return [i for piece in pieces for i in tokenizer(piece, add_special_tokens=False)["input_ids"]]
 
 
