@@ -85,6 +85,35 @@ def test_cache_means_no_text_encoding_in_steps(tmp_path, monkeypatch):
     assert all(torch.equal(x, y) for x, y in zip(_weights(tmp_path / "a").values(), _weights(tmp_path / "b").values()))
 
 
+def _probe_run(tmp_path, name, **train_kw):
+    cfg = tiny_run_config(None, max_steps=60, probe_every=30, batch_size=8, micro_batch_size=8, lr=1e-2,
+                          checkpoint_every=100, **train_kw)
+    cfg.data.train = ["synthetic:8"]  # 8 distinct texts: overfitting them needs the embeddings
+    cfg.model.noise.sigma = 0.0
+    train(cfg, tmp_path / name, progress=False)
+    return [r for r in _losses(tmp_path / name) if "probe_loss" in r]
+
+
+def test_probe_shows_the_model_uses_its_input(tmp_path, capsys):
+    probes = _probe_run(tmp_path, "run")
+    assert [r["step"] for r in probes] == [30, 60]
+    last = probes[-1]
+    assert last["probe_loss_shuffled"] > last["probe_loss"] + 0.1
+    assert "barely uses its input" not in capsys.readouterr().err
+
+
+def test_probe_flags_a_model_that_ignores_its_input(tmp_path, monkeypatch, capsys):
+    from mats.encoders import hf_clap
+
+    original = hf_clap.HFClapEncoder.embed_text
+    # Every text gets the same embedding: no input can carry information.
+    monkeypatch.setattr(hf_clap.HFClapEncoder, "embed_text",
+                        lambda self, texts: original(self, ["a sound"]).expand(len(texts), -1).clone())
+    last = _probe_run(tmp_path, "run")[-1]
+    assert last["probe_loss_shuffled"] == pytest.approx(last["probe_loss"], abs=1e-5)
+    assert "barely uses its input" in capsys.readouterr().err
+
+
 def test_torchrun_two_processes_follow_the_one_process_curve(tmp_path):
     # Same samples, same noise, same dropout masks (micro-batches of 4 on either layout): the
     # runs optimise the same objective and must agree to float precision, dropout included.

@@ -175,6 +175,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     log_every: int = 10
     checkpoint_every: int = 500
+    # Every N steps (and at the end) log the answer loss of a fixed probe batch with its own
+    # embeddings and with shuffled ones: equal losses mean the model ignores its input. 0: off.
+    probe_every: int = 100
     keep_checkpoints: int = 2
     seed: int = 0
     num_threads: int | None = None

@@ -11,6 +11,8 @@ The loop is built so that a run is a pure function of (config, seed, step):
   with the same micro-batch size one process and two draw the same masks;
 - checkpoints hold optimiser, scheduler and every process's RNG state, so `--resume` continues
   bit for bit where the run stopped.
+Every `probe_every` steps metrics.jsonl also gets `probe_loss` / `probe_loss_shuffled`: a fixed
+batch scored with its own embeddings and with shuffled ones, the sign that the model uses its input.
 Output: DIR/metrics.jsonl, DIR/checkpoints/step_XXXXXXX/, DIR/final/ (a loadable model).
 """
 
@@ -21,6 +23,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -38,10 +41,11 @@ from mats.config import RunConfig, TrainConfig, to_dict
 from mats.data.loading import load_training_records
 from mats.data.records import AudioTIARecord, read_pairs
 from mats.model import MATS, TokenizedPrompt
-from mats.noise import inject_noise_keyed, noise_seed
+from mats.noise import inject_noise_keyed, l2_normalize, noise_seed
 
 CKPT_PREFIX = "step_"
 DROPOUT_SALT = 0x5EED  # keeps dropout seeds apart from the noise seeds of the same keys
+PROBE_SIZE = 64
 
 
 class TrainError(Exception):
@@ -221,6 +225,8 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
         wrapped = torch.nn.parallel.DistributedDataParallel(model)
     model.train()
 
+    probe = probe_rows(texts, PROBE_SIZE, tc.seed) if tc.probe_every else None
+
     # ---- the loop
     sigma = run.model.noise.sigma
     mine = range(d.rank * per_rank, (d.rank + 1) * per_rank)  # this process's batch positions
@@ -228,7 +234,7 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
     bar = tqdm(total=max_steps, initial=start, desc="training", disable=not (progress and d.main))
     log = (out / "metrics.jsonl").open("a") if d.main else None
     window_t, window_n = time.perf_counter(), 0
-    step = start
+    step, last_probe = start, None
     try:
         for step in range(start, max_steps):
             idx = batch_indices(len(records), step, tc.batch_size, tc.seed)  # (B,) global batch
@@ -260,10 +266,16 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
             window_n += tc.batch_size
             done = step + 1
             bar.update(1)
-            if d.main and (done % tc.log_every == 0 or done == max_steps):
+            probing = probe is not None and (done % tc.probe_every == 0 or done == max_steps)
+            if d.main and (done % tc.log_every == 0 or done == max_steps or probing):
                 now = time.perf_counter()
                 rec = {"step": done, "loss": round(global_loss, 6), "lr": scheduler.get_last_lr()[0],
                        "samples_per_s": round(window_n / (now - window_t), 2)}
+                if probing:
+                    z = l2_normalize(_batch_embeddings(emb, probe, encoder, texts))  # (N, D)
+                    last_probe = conditioning_probe(model, z, [prompts[i] for i in probe])
+                    rec.update(last_probe)
+                    now = time.perf_counter()  # the probe's time is not the loop's throughput
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 bar.set_postfix(loss=f"{global_loss:.3f}")
@@ -279,6 +291,10 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
         if log:
             log.close()
     save_checkpoint(out, max_steps, model, optimizer, scheduler, d, tc.keep_checkpoints)
+    if last_probe and last_probe["probe_loss_shuffled"] - last_probe["probe_loss"] < 0.01 * last_probe["probe_loss"]:
+        tqdm.write(f"warning: the probe's answer loss is {last_probe['probe_loss']:.4f} with its own "
+                   f"embeddings and {last_probe['probe_loss_shuffled']:.4f} with shuffled ones: the "
+                   "model barely uses its input (see metrics.jsonl)", file=sys.stderr)
     final = out / "final"
     if d.main:
         model.memory = _build_santa_memory(run, emb, texts, encoder)
@@ -329,6 +345,30 @@ def _batch_embeddings(emb, rows, encoder, texts) -> torch.Tensor:
     if emb is None:
         return encoder.embed_text([texts[i] for i in rows]).float()
     return emb[torch.as_tensor(rows)]
+
+
+def probe_rows(texts: list[str], n: int, seed: int) -> np.ndarray:
+    """Up to `n` record indices with distinct texts, fixed by the seed: the input-use probe."""
+    first: dict[str, int] = {}
+    for i in np.random.default_rng(seed).permutation(len(texts)):
+        first.setdefault(texts[i], int(i))
+        if len(first) == n:
+            break
+    return np.asarray(list(first.values()))
+
+
+@torch.no_grad()
+def conditioning_probe(model: MATS, z: torch.Tensor, prompts: list[TokenizedPrompt]) -> dict[str, float]:
+    """Answer loss per token with each row's own embedding (z: (N, D), noise-free) and with its
+    neighbour's (rows rolled by one; the probe's texts are distinct). A model that uses its input
+    does clearly better with its own; equal losses mean it ignores the embedding -- how a first
+    MATS-mini collapsed to one caption for every input."""
+    was_training = model.training
+    model.eval()  # no dropout: the two losses differ only by the embeddings
+    own, n = model(z, prompts)
+    other, _ = model(z.roll(1, dims=0), prompts)
+    model.train(was_training)
+    return {"probe_loss": round(float(own) / n, 6), "probe_loss_shuffled": round(float(other) / n, 6)}
 
 
 def _build_santa_memory(run: RunConfig, emb: torch.Tensor | None, texts: list[str], encoder):
