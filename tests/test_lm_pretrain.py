@@ -13,6 +13,7 @@ from mats.lm_pretrain import (
     IGNORE,
     MiniLMConfig,
     PretrainError,
+    SlotTuneConfig,
     chat_line,
     collate,
     collect_corpus,
@@ -25,8 +26,10 @@ from mats.lm_pretrain import (
     pack_rows,
     pretrain_mini_lm,
     prompt_ids,
+    slot_batch,
     split_corpus,
     train_mini_lm,
+    tune_slot,
 )
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -38,8 +41,8 @@ SOUNDS = ["a dog barks", "rain falls on a roof", "a car horn honks", "a bell rin
 def small_corpus() -> list[str]:
     texts = []
     for i, s in enumerate(SOUNDS):
-        texts.append(chat_line("Describe the audio.", f"{s.capitalize()}.", description=s))
-        texts.append(chat_line(f"Is there a {s.split()[1]}?", "yes" if i % 2 else "no", description=s))
+        texts.append(chat_line("Describe the audio.", f"{s.capitalize()}."))
+        texts.append(chat_line(f"Is there a {s.split()[1]}?", "yes" if i % 2 else "no"))
         texts.append(f"The sound of {s} in the distance.")
         texts.append(f"{s.capitalize()} while {SOUNDS[(i + 3) % len(SOUNDS)]}.")
     return texts
@@ -137,13 +140,11 @@ def test_collect_corpus_is_deterministic_deduplicated_and_has_chat_lines(tmp_pat
     texts = collect_corpus(sw, shared)
     assert texts == collect_corpus(sw, shared)
     assert len(texts) == len(set(texts))
-    # AudioTIA records carry their description in the audio slot; real captions describe themselves.
-    assert chat_line("Describe the audio.", "A dog barks.", description="A dog barks.") in texts
-    assert chat_line("Is there a dog?", "yes", description="A dog barks.") in texts
+    assert chat_line("Describe the audio.", "A dog barks.") in texts  # phase 1: empty slot
+    assert chat_line("Is there a dog?", "yes") in texts
     assert {"A dog barks.", "Rain on a roof.", "Large dog barking.", "A dog is barking."} <= set(texts)
     music = [t for t in texts if "piano ballad" in t]
-    assert music == [chat_line(music[0].split("</audio> ")[1].split("\n")[0], "A slow piano ballad.",
-                               description="A slow piano ballad.")]  # chat line only
+    assert len(music) == 1 and music[0].startswith("User: <audio></audio> ")  # chat line only
     assert not any("EVAL" in t or "VALIDATION" in t for t in texts)
     with pytest.raises(PretrainError, match="audiotia"):
         collect_corpus(tmp_path / "missing", None)
@@ -219,3 +220,41 @@ def test_bad_config_is_rejected():
         MiniLMConfig(block_size=512, n_positions=256).check()
     with pytest.raises(PretrainError, match="at least 2"):
         split_corpus(["only one"], MiniLMConfig())
+
+
+def _slot_records():
+    from mats.data.records import AudioTIARecord
+
+    out = []
+    for i, s in enumerate(SOUNDS * 40):
+        animal = s.split()[1]
+        out.append(AudioTIARecord(f"{s.capitalize()}.", "What is the source?", animal, "aqa"))
+    return out
+
+
+def test_slot_batch_scores_only_the_answer():
+    tok = train_bpe(small_corpus(), 300)
+    recs = _slot_records()[:2]
+    ids, mask, labels = slot_batch(tok, recs, PromptConfig(), 64)
+    for i, r in enumerate(recs):
+        line = chat_line(r.instruction, r.answer, PromptConfig(), description=r.text)
+        doc = encode(tok, line)
+        answer = tok(" " + r.answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        assert ids[i, : len(doc)].tolist() == doc and int(mask[i].sum()) == len(doc)
+        assert labels[i][labels[i] != -100].tolist() == answer
+
+
+def test_slot_tuning_teaches_the_lm_to_answer_from_the_slot():
+    lm = train_mini_lm(small_corpus(), MiniLMConfig(max_steps=10, **TINY), progress=False)
+    recs = _slot_records()  # the answer is a word of the description: only readable from the slot
+    res = tune_slot(lm.model, lm.tokenizer, recs, SlotTuneConfig(steps=60, batch_size=16, lr=3e-3,
+                                                                  val_records=32, num_threads=1),
+                    progress=False)
+    assert res["val_answer_loss"] < 0.5 * res["val_answer_loss_before"]
+    # Wrong descriptions in the slot now cost more than the right ones.
+    wrong = [type(r)(recs[(i + 1) % len(recs)].text, r.instruction, r.answer, r.task)
+             for i, r in enumerate(recs[:64])]
+    with torch.no_grad():
+        right_loss = lm_loss(lm.model, *slot_batch(lm.tokenizer, recs[:64], PromptConfig(), 64))
+        wrong_loss = lm_loss(lm.model, *slot_batch(lm.tokenizer, wrong, PromptConfig(), 64))
+    assert float(wrong_loss[0]) > 1.2 * float(right_loss[0])

@@ -5,7 +5,8 @@
 Stages (each skipped when its output exists, so an interrupted build resumes where it stopped):
   1. soundworld  `mats data build --profile full`                   -> DATA/
   2. clap        mini-CLAP, contrastive on SoundWorld `clap` pairs    -> WORK/clap/
-  3. lm          mini-LM, BPE + GPT-2 pre-trained on caption text      -> WORK/lm/
+  3. lm          mini-LM, BPE + GPT-2 pre-trained on caption text, then tuned to read
+                 the audio slot                                       -> WORK/lm/
   4. mats        MATS-mini, text-only on AudioTIA (configs/mats-mini.yaml) -> WORK/mats/
   5. audio       MATS-Audio-mini, the same budget on clap audio embeddings -> WORK/mats-audio/
   6. ship        fp16 copies into src/mats/assets/{mats-mini, mats-audio-mini} (+ a demo clip)
@@ -119,10 +120,12 @@ def main(argv: list[str] | None = None) -> None:
             audio_cfg = load_config(PRESET).model.audio
             _log(summary, stage, train_on_soundworld(data, work / "clap", audio_cfg=audio_cfg), t, work)
         elif stage == "lm" and todo(stage, work / "lm" / "config.json"):
+            from mats.data.records import read_audiotia
             from mats.lm_pretrain import collect_corpus, pretrain_mini_lm
 
             corpus = collect_corpus(data, SHARED_DATA if SHARED_DATA.is_dir() else None)
-            _log(summary, stage, pretrain_mini_lm(corpus, work / "lm"), t, work)
+            slot_records = read_audiotia(data / "audiotia" / "train.jsonl")
+            _log(summary, stage, pretrain_mini_lm(corpus, work / "lm", slot_records=slot_records), t, work)
         elif stage == "mats" and todo(stage, work / "mats" / "final" / "config.json"):
             from mats.train import train
 

@@ -1,0 +1,50 @@
+"""Train the extra models `mats report` compares (docs/results): seeds and ablations of MATS-mini.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/train_report_models.py [--work runs/mini]
+        [--data data/soundworld] [--out runs/report] [--only NAME ...]
+
+Each model is the MATS-mini preset pointed at `make model`'s encoder and LM (WORK/clap, WORK/lm)
+with one change; a model whose final/ exists is skipped (so the script resumes):
+  text-s1, text-s2       text-only, seeds 1 and 2 (seed 0 is WORK/mats)
+  audio-s1, audio-s2     the audio-supervised twin, seeds 1 and 2 (seed 0 is WORK/mats-audio)
+  nonoise-s0..s2         text-only trained without noise (sigma = 0)
+  sigma015-s0            text-only at the paper's sigma, 0.015
+Two processes at once use the 2 cores best: run two copies with disjoint --only lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mats.build_mini import ROOT, mats_run_config
+from mats.train import train
+
+MODELS: dict[str, dict] = {
+    "text-s1": {"seed": 1}, "text-s2": {"seed": 2},
+    "audio-s1": {"seed": 1, "audio": True}, "audio-s2": {"seed": 2, "audio": True},
+    "nonoise-s0": {"seed": 0, "sigma": 0.0}, "nonoise-s1": {"seed": 1, "sigma": 0.0},
+    "nonoise-s2": {"seed": 2, "sigma": 0.0},
+    "sigma015-s0": {"seed": 0, "sigma": 0.015},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "mini")
+    ap.add_argument("--data", type=Path, default=ROOT / "data" / "soundworld")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "report")
+    ap.add_argument("--only", nargs="*", choices=sorted(MODELS), default=sorted(MODELS))
+    args = ap.parse_args()
+    for name in args.only:
+        out = args.out / name
+        if (out / "final" / "config.json").is_file():
+            print(f"{name}: done already ({out / 'final'})")
+            continue
+        run = mats_run_config(args.work, args.data, **MODELS[name])
+        final = train(run, out, resume=(out / "checkpoints").is_dir())
+        print(f"{name}: {final}")
+
+
+if __name__ == "__main__":
+    main()
