@@ -1,8 +1,9 @@
 """`make demo`: answer a question about a recording with the embedded default model.
 
-Until the embedded mats-mini model ships, the demo trains the tiny preset (random tiny CLAP and
-GPT-2, synthetic text) for a few hundred steps and asks it about a generated tone: it shows the
-whole pipeline working end to end, not a useful answer.
+mats-mini ships in the package with a held-out SoundWorld clip (assets/mats-mini/demo.wav). In a
+checkout without the assets, the demo falls back to training the tiny preset (random tiny CLAP and
+GPT-2, synthetic text) for a few hundred steps and asks it about a generated tone: that shows the
+pipeline end to end, not a useful answer.
 """
 
 from __future__ import annotations
