@@ -266,7 +266,9 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
             window_n += tc.batch_size
             done = step + 1
             bar.update(1)
-            probing = probe is not None and (done % tc.probe_every == 0 or done == max_steps)
+            # At the run's configured end, not at an early --max-steps stop: a stopped-and-resumed
+            # run then logs exactly what an uninterrupted one does.
+            probing = probe is not None and (done % tc.probe_every == 0 or done == horizon)
             if d.main and (done % tc.log_every == 0 or done == max_steps or probing):
                 now = time.perf_counter()
                 rec = {"step": done, "loss": round(global_loss, 6), "lr": scheduler.get_last_lr()[0],
