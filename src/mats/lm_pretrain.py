@@ -590,12 +590,17 @@ class SlotTuneConfig:
     num_threads: int | None = None
 
 
-def slot_batch(tokenizer, records: list, prompt: PromptConfig, max_tokens: int):
-    """(ids, mask, labels) for records as slot chat lines; labels only on the answer + eos."""
+def slot_docs(tokenizer, records: list, prompt: PromptConfig, max_tokens: int):
+    """Token rows of records as slot chat lines (cut to max_tokens), and where each answer starts."""
     lines = [chat_line(r.instruction, r.answer, prompt, description=r.text) for r in records]
     docs, starts = encode_all(tokenizer, lines, prompt)
-    return collate([d[:max_tokens] for d in docs], tokenizer.pad_token_id,
-                   [min(a, max_tokens) for a in starts])
+    return [d[:max_tokens] for d in docs], [min(a, max_tokens) for a in starts]
+
+
+def slot_batch(tokenizer, records: list, prompt: PromptConfig, max_tokens: int):
+    """(ids, mask, labels) for records as slot chat lines; labels only on the answer + eos."""
+    rows, starts = slot_docs(tokenizer, records, prompt, max_tokens)
+    return collate(rows, tokenizer.pad_token_id, starts)
 
 
 def tune_slot(model, tokenizer, records: list, cfg: SlotTuneConfig | None = None,
@@ -610,20 +615,13 @@ def tune_slot(model, tokenizer, records: list, cfg: SlotTuneConfig | None = None
         torch.set_num_threads(cfg.num_threads)
     order = list(range(len(records)))
     random.Random(cfg.seed).shuffle(order)
-    val = [records[i] for i in order[: cfg.val_records]]
     train = [records[i] for i in order[cfg.val_records :]]
     max_tokens = model.config.n_positions
+    val_rows, val_from = slot_docs(tokenizer, [records[i] for i in order[: cfg.val_records]], prompt,
+                                   max_tokens)
 
-    @torch.no_grad()
     def val_loss() -> float:
-        was_training = model.training
-        model.eval()
-        total, count = 0.0, 0
-        for i in range(0, len(val), 64):
-            loss, n = lm_loss(model, *slot_batch(tokenizer, val[i : i + 64], prompt, max_tokens))
-            total, count = total + float(loss), count + n
-        model.train(was_training)
-        return total / max(1, count)
+        return evaluate(model, val_rows, tokenizer.pad_token_id, 64, val_from)
 
     t0 = time.time()
     before = val_loss()
