@@ -192,3 +192,12 @@ def test_interrupted_run_redoes_only_what_is_missing(built):
     assert again.build().read_text().split(setup)[0] == first.split(setup)[0]
     # One evaluation (the copied "seed" shares the entry: computed once, under either name).
     assert [again.entry(j) for j in again.computed] == [report.entry(lost)]
+
+
+def test_the_shipped_report_spec_is_valid():
+    spec = R.load_spec(Path(__file__).resolve().parents[2] / "configs" / "report" / "mats-mini.yaml")
+    assert spec.out == "docs/results" and spec.models.text and spec.models.audio
+    names = {Path(m).parent.name for ms in (spec.models.text, spec.models.audio, spec.models.no_noise,
+                                             *spec.models.sigma.values()) for m in ms}
+    script = (Path(__file__).resolve().parents[2] / "scripts" / "train_report_models.py").read_text()
+    assert all(n in {"mats", "mats-audio"} or f'"{n}"' in script for n in names)
