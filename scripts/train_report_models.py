@@ -8,7 +8,7 @@ with one change; a model whose final/ exists is skipped (so the script resumes):
   text-s1, text-s2       text-only, seeds 1 and 2 (seed 0 is WORK/mats)
   audio-s1, audio-s2     the audio-supervised twin, seeds 1 and 2 (seed 0 is WORK/mats-audio)
   nonoise-s0..s2         text-only trained without noise (sigma = 0)
-  sigma015-s0            text-only at the paper's sigma, 0.015
+  sigma015-s0..s2        text-only at the paper's sigma, 0.015
 Two processes at once use the 2 cores best: run two copies with disjoint --only lists.
 """
 
@@ -25,7 +25,8 @@ MODELS: dict[str, dict] = {
     "audio-s1": {"seed": 1, "audio": True}, "audio-s2": {"seed": 2, "audio": True},
     "nonoise-s0": {"seed": 0, "sigma": 0.0}, "nonoise-s1": {"seed": 1, "sigma": 0.0},
     "nonoise-s2": {"seed": 2, "sigma": 0.0},
-    "sigma015-s0": {"seed": 0, "sigma": 0.015},
+    "sigma015-s0": {"seed": 0, "sigma": 0.015}, "sigma015-s1": {"seed": 1, "sigma": 0.015},
+    "sigma015-s2": {"seed": 2, "sigma": 0.015},
 }
 
 
