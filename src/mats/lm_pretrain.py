@@ -49,6 +49,7 @@ import json
 import math
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -343,6 +344,19 @@ def greedy(model, tokenizer, texts: list[str], max_new_tokens: int = 40,
     return out
 
 
+@contextmanager
+def torch_threads(n: int | None):
+    """Run the block with `n` torch threads (None: unchanged), then restore the process-wide
+    setting as it was."""
+    threads = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps."""
     if step < warmup:
@@ -421,13 +435,8 @@ def train_mini_lm(corpus_texts: list[str], cfg: MiniLMConfig | None = None, prog
     """
     cfg = cfg or MiniLMConfig()
     cfg.check()
-    threads = torch.get_num_threads()
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    try:
+    with torch_threads(cfg.num_threads):
         return _train(corpus_texts, cfg, progress, metrics_path)
-    finally:
-        torch.set_num_threads(threads)  # a process-wide setting: leave it as it was
 
 
 def _train(corpus_texts: list[str], cfg: MiniLMConfig, progress: bool, metrics_path: Path | None) -> MiniLM:
@@ -610,9 +619,6 @@ def tune_slot(model, tokenizer, records: list, cfg: SlotTuneConfig | None = None
     prompt = prompt or PromptConfig()
     if len(records) <= cfg.val_records:
         raise PretrainError(f"slot tuning needs more than {cfg.val_records} records, got {len(records)}")
-    threads = torch.get_num_threads()
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     order = list(range(len(records)))
     random.Random(cfg.seed).shuffle(order)
     train = [records[i] for i in order[cfg.val_records :]]
@@ -623,13 +629,13 @@ def tune_slot(model, tokenizer, records: list, cfg: SlotTuneConfig | None = None
     def val_loss() -> float:
         return evaluate(model, val_rows, tokenizer.pad_token_id, 64, val_from)
 
-    t0 = time.time()
-    before = val_loss()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, 0.0))
-    model.train()
-    try:
+    with torch_threads(cfg.num_threads):
+        t0 = time.time()
+        before = val_loss()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, 0.0))
+        model.train()
         for step in tqdm(range(cfg.steps), desc="mini-LM slot tuning", disable=not progress):
             batch = [train[(step * cfg.batch_size + j) % len(train)] for j in range(cfg.batch_size)]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
@@ -639,8 +645,6 @@ def tune_slot(model, tokenizer, records: list, cfg: SlotTuneConfig | None = None
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
-    return {"config": asdict(cfg), "records": len(train), "val_answer_loss_before": before,
-            "val_answer_loss": val_loss(), "seconds": time.time() - t0}
+        model.eval()
+        return {"config": asdict(cfg), "records": len(train), "val_answer_loss_before": before,
+                "val_answer_loss": val_loss(), "seconds": time.time() - t0}
