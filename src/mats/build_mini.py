@@ -10,15 +10,19 @@ Stages (each skipped when its output exists, so an interrupted build resumes whe
   4. mats        MATS-mini, text-only on AudioTIA (configs/mats-mini.yaml) -> WORK/mats/
   5. audio       MATS-Audio-mini, the same budget on clap audio embeddings -> WORK/mats-audio/
   6. ship        fp16 copies into src/mats/assets/{mats-mini, mats-audio-mini} (+ a demo clip)
-Every stage prints what it built; WORK/build.json collects the figures.
+Stages 2+3 and 4+5 need only what earlier stages built, so each pair runs side by side, one
+torch thread each (`--jobs 1`: in turn). Every stage prints what it built; WORK/build.json
+collects the figures and the total wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,10 +32,21 @@ ROOT = Path(__file__).resolve().parents[2]
 PRESET = ROOT / "configs" / "mats-mini.yaml"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 STAGES = ("soundworld", "clap", "lm", "mats", "audio", "ship")
+# A stage is done when its output exists (ship: under ASSETS, soundworld: under DATA, else WORK).
+STAGE_OUTPUT = {
+    "soundworld": Path("summary.json"),
+    "clap": Path("clap/bench_metrics.json"),
+    "lm": Path("lm/config.json"),
+    "mats": Path("mats/final/config.json"),
+    "audio": Path("mats-audio/final/config.json"),
+    "ship": Path("mats-mini/config.json"),
+}
+# Stages of one group need only earlier groups' outputs, so they run side by side on the 2 cores.
+GROUPS = (("soundworld",), ("clap", "lm"), ("mats", "audio"), ("ship",))
 
 
-def _log(summary: dict, stage: str, result: dict, started: float, work: Path) -> None:
-    summary[stage] = {**result, "seconds": round(time.perf_counter() - started, 1)}
+def _log(summary: dict, stage: str, result: dict, seconds: float, work: Path) -> None:
+    summary[stage] = {**result, "seconds": round(seconds, 1)}
     (work / "build.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"[{stage}] done in {summary[stage]['seconds']} s: "
           f"{json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, default=str)}")
@@ -93,59 +108,83 @@ def pick_demo_clip(data: Path) -> Path:
     return Path(rows[0]["audio"])
 
 
+def run_stage(stage: str, work: Path, data: Path) -> dict:
+    """Build one stage's output; returns its figures for build.json."""
+    if stage == "soundworld":
+        from mats.data.soundworld import build
+
+        return build("full", data)
+    if stage == "clap":
+        from mats.clap_train import train_on_soundworld
+        from mats.config import load_config
+
+        return train_on_soundworld(data, work / "clap", audio_cfg=load_config(PRESET).model.audio)
+    if stage == "lm":
+        from mats.data.records import read_audiotia
+        from mats.lm_pretrain import collect_corpus, pretrain_mini_lm
+
+        corpus = collect_corpus(data, SHARED_DATA if SHARED_DATA.is_dir() else None)
+        slot_records = read_audiotia(data / "audiotia" / "train.jsonl")
+        return pretrain_mini_lm(corpus, work / "lm", slot_records=slot_records)
+    if stage in ("mats", "audio"):
+        from mats.train import train
+
+        run = work / ("mats" if stage == "mats" else "mats-audio")
+        shutil.rmtree(run, ignore_errors=True)
+        train(mats_run_config(work, data, audio=stage == "audio"), run)
+        return _tail_metrics(run)
+    if stage == "ship":
+        ship(work / "mats" / "final", "mats-mini", pick_demo_clip(data))
+        ship(work / "mats-audio" / "final", "mats-audio-mini")
+        share_bases("mats-audio-mini", "mats-mini")
+        return {"assets_bytes": sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())}
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def _timed_stage(stage: str, work: Path, data: Path) -> tuple[dict, float]:
+    t = time.perf_counter()
+    return run_stage(stage, work, data), time.perf_counter() - t
+
+
+def _one_thread() -> None:
+    # Two stages share the 2 cores: one torch thread each (oversubscribed threads wait on each other).
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "mini")
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "soundworld")
     ap.add_argument("--force", nargs="*", default=[], choices=STAGES, help="re-run these stages")
     ap.add_argument("--until", choices=STAGES, default="ship", help="stop after this stage")
+    ap.add_argument("--jobs", type=int, default=2, help="stages of one group run side by side (1: in turn)")
     args = ap.parse_args(argv)
     work, data = args.work, args.data
     work.mkdir(parents=True, exist_ok=True)
     summary: dict = json.loads((work / "build.json").read_text()) if (work / "build.json").is_file() else {}
+    last = STAGES.index(args.until)
+    started = time.perf_counter()
 
-    def todo(stage: str, output: Path) -> bool:
-        return stage in args.force or not output.exists()
+    def todo(stage: str) -> bool:
+        root = ASSETS if stage == "ship" else data if stage == "soundworld" else work
+        return STAGES.index(stage) <= last and (stage in args.force or not (root / STAGE_OUTPUT[stage]).exists())
 
-    for stage in STAGES:
-        t = time.perf_counter()
-        if stage == "soundworld" and todo(stage, data / "summary.json"):
-            from mats.data.soundworld import build
-
-            _log(summary, stage, build("full", data), t, work)
-        elif stage == "clap" and todo(stage, work / "clap" / "bench_metrics.json"):
-            from mats.clap_train import train_on_soundworld
-            from mats.config import load_config
-
-            audio_cfg = load_config(PRESET).model.audio
-            _log(summary, stage, train_on_soundworld(data, work / "clap", audio_cfg=audio_cfg), t, work)
-        elif stage == "lm" and todo(stage, work / "lm" / "config.json"):
-            from mats.data.records import read_audiotia
-            from mats.lm_pretrain import collect_corpus, pretrain_mini_lm
-
-            corpus = collect_corpus(data, SHARED_DATA if SHARED_DATA.is_dir() else None)
-            slot_records = read_audiotia(data / "audiotia" / "train.jsonl")
-            _log(summary, stage, pretrain_mini_lm(corpus, work / "lm", slot_records=slot_records), t, work)
-        elif stage == "mats" and todo(stage, work / "mats" / "final" / "config.json"):
-            from mats.train import train
-
-            shutil.rmtree(work / "mats", ignore_errors=True)
-            train(mats_run_config(work, data), work / "mats")
-            _log(summary, stage, _tail_metrics(work / "mats"), t, work)
-        elif stage == "audio" and todo(stage, work / "mats-audio" / "final" / "config.json"):
-            from mats.train import train
-
-            shutil.rmtree(work / "mats-audio", ignore_errors=True)
-            train(mats_run_config(work, data, audio=True), work / "mats-audio")
-            _log(summary, stage, _tail_metrics(work / "mats-audio"), t, work)
-        elif stage == "ship" and (stage in args.force or not (ASSETS / "mats-mini" / "config.json").exists()):
-            ship(work / "mats" / "final", "mats-mini", pick_demo_clip(data))
-            ship(work / "mats-audio" / "final", "mats-audio-mini")
-            share_bases("mats-audio-mini", "mats-mini")
-            total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
-            _log(summary, stage, {"assets_bytes": total}, t, work)
-        if stage == args.until:
-            break
+    for group in GROUPS:
+        pending = [s for s in group if todo(s)]
+        if len(pending) > 1 and args.jobs > 1:
+            print(f"[{' + '.join(pending)}] running side by side, one torch thread each")
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(len(pending), mp_context=ctx, initializer=_one_thread) as pool:
+                futures = {s: pool.submit(_timed_stage, s, work, data) for s in pending}
+                done = {s: f.result() for s, f in futures.items()}
+        else:
+            done = {s: _timed_stage(s, work, data) for s in pending}
+        for stage, (result, seconds) in done.items():
+            _log(summary, stage, result, seconds, work)
+    summary["total_seconds"] = round(time.perf_counter() - started, 1)
+    (work / "build.json").write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))
 
 

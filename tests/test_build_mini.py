@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from mats import build_mini
+
+
+@pytest.fixture
+def fake_stages(monkeypatch, tmp_path):
+    """run_stage replaced by one that records the call and writes the stage's output."""
+    calls: list[str] = []
+    assets = tmp_path / "assets"
+
+    def fake(stage, work, data):
+        calls.append(stage)
+        root = assets if stage == "ship" else data if stage == "soundworld" else work
+        out = root / build_mini.STAGE_OUTPUT[stage]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("{}")
+        return {"built": stage}
+
+    monkeypatch.setattr(build_mini, "run_stage", fake)
+    monkeypatch.setattr(build_mini, "ASSETS", assets)
+    return calls
+
+
+def _main(tmp_path, *extra):
+    build_mini.main(["--work", str(tmp_path / "work"), "--data", str(tmp_path / "data"), "--jobs", "1", *extra])
+    return json.loads((tmp_path / "work" / "build.json").read_text())
+
+
+def test_build_runs_every_stage_in_dependency_order_and_logs_it(fake_stages, tmp_path):
+    summary = _main(tmp_path)
+    assert fake_stages == list(build_mini.STAGES)
+    assert all(summary[s]["built"] == s and summary[s]["seconds"] >= 0 for s in build_mini.STAGES)
+    assert summary["total_seconds"] >= 0
+
+
+def test_build_resumes_skips_built_stages_and_honours_until_and_force(fake_stages, tmp_path):
+    _main(tmp_path, "--until", "lm")
+    assert fake_stages == ["soundworld", "clap", "lm"]
+    fake_stages.clear()
+    _main(tmp_path, "--force", "clap")
+    assert fake_stages == ["clap", "mats", "audio", "ship"]
+
+
+def test_groups_cover_every_stage_once_after_what_they_need():
+    flat = [s for group in build_mini.GROUPS for s in group]
+    assert sorted(flat) == sorted(build_mini.STAGES) and len(flat) == len(set(flat))
+    position = {s: i for i, group in enumerate(build_mini.GROUPS) for s in group}
+    needs = {"clap": ["soundworld"], "lm": ["soundworld"], "mats": ["clap", "lm"], "audio": ["clap", "lm"],
+             "ship": ["mats", "audio"]}
+    assert all(position[n] < position[s] for s, ns in needs.items() for n in ns)
