@@ -1,0 +1,66 @@
+"""Write the extra benchmark files the README's figures use, from a SoundWorld `full` build.
+
+    python scripts/extra_benches.py [--data data/soundworld] [--out runs/evals]
+
+  animals.jsonl  held-out: the sound-classification clips whose label is an animal, classified
+                 among the animal labels only (the issue's "4x chance on animal sounds" check)
+  val_cls.jsonl  validation: clap/val clips made from one recording, labelled from the manifest,
+                 among all their labels (used to choose settings, never the benchmarks)
+  val_cap.jsonl  validation: every clap/val clip with its captions
+
+Audio paths are written absolute, so the files work from any directory:
+`mats eval --model mats-mini --bench runs/evals/animals.jsonl`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"{path}: {len(rows)} items, {len(rows[0].get('labels', [])) or 'no'} labels")
+
+
+def animal_bench(data: Path) -> list[dict]:
+    recordings = json.loads((data / "manifest.json").read_text())["recordings"]
+    animals = {r["label"] for r in recordings if r["category"] == "animal"}
+    rows = [json.loads(x) for x in (data / "bench" / "sound_classification.jsonl").read_text().splitlines()]
+    labels = sorted(animals & set(rows[0]["labels"]))
+    return [dict(r, labels=labels, audio=str((data / "bench" / r["audio"]).resolve()))
+            for r in rows if r["label"] in labels]
+
+
+def val_benches(data: Path) -> tuple[list[dict], list[dict]]:
+    recordings = {r["id"]: r for r in json.loads((data / "manifest.json").read_text())["recordings"]}
+    pairs = [json.loads(x) for x in (data / "clap" / "val.jsonl").read_text().splitlines()]
+    captions: dict[str, list[str]] = {}
+    single: dict[str, str] = {}  # clip -> label, for clips made from one recording
+    for p in pairs:
+        captions.setdefault(p["audio"], []).append(p["caption"])
+        if len(p["sources"]) == 1:
+            single[p["audio"]] = recordings[p["sources"][0]]["label"]
+    path = {a: str((data / "clap" / a).resolve()) for a in captions}
+    labels = sorted(set(single.values()))
+    cls = [{"id": a, "audio": path[a], "task": "classification", "label": lab, "labels": labels}
+           for a, lab in single.items()]
+    cap = [{"id": a, "audio": path[a], "task": "sound_caption", "captions": c} for a, c in captions.items()]
+    return cls, cap
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("data/soundworld"))
+    ap.add_argument("--out", type=Path, default=Path("runs/evals"))
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write(args.out / "animals.jsonl", animal_bench(args.data))
+    cls, cap = val_benches(args.data)
+    _write(args.out / "val_cls.jsonl", cls)
+    _write(args.out / "val_cap.jsonl", cap)
+
+
+if __name__ == "__main__":
+    main()
