@@ -43,3 +43,32 @@ def test_no_cache_dir_embeds_directly(tmp_path):
     enc = CountingEncoder()
     cached_text_embeddings(enc, ["x", "x"], None)
     assert enc.seen == ["x", "x"] and not any(tmp_path.iterdir())
+
+
+class SlowEncoder(CountingEncoder):
+    def embed_text(self, texts):
+        import time
+
+        time.sleep(0.3)  # long enough for the two writers to overlap without the lock
+        return super().embed_text(texts)
+
+
+def _fill(cache_dir, texts):
+    cached_text_embeddings(SlowEncoder(), texts, cache_dir)
+
+
+def test_two_processes_sharing_a_cache_keep_both_their_rows(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    a, b = ["a1", "a2", "aa3"], ["b1", "b22", "b3"]
+    procs = [ctx.Process(target=_fill, args=(tmp_path, texts)) for texts in (a, b)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    enc = CountingEncoder()
+    out = cached_text_embeddings(enc, a + b, tmp_path)
+    assert enc.seen == []  # every row was stored by one of the two
+    assert torch.equal(out, CountingEncoder().embed_text(a + b))

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +46,34 @@ def embed_texts(encoder, texts: list[str], batch_size: int = 256, progress: bool
     return torch.cat(chunks) if chunks else torch.zeros(0, encoder.dim)
 
 
+@contextmanager
+def _exclusive(root: Path):
+    """Hold an exclusive lock on `root` (POSIX; elsewhere no lock). Two runs sharing a cache
+    (two trainings side by side) then take turns: the second finds the first's rows instead of
+    computing them again, and neither can interleave its two files with the other's."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _cached(root: Path, keys: list[str], items: list, dim: int,
             compute: Callable[[list], torch.Tensor]) -> torch.Tensor:
     """Rows for `keys` from the store in `root`, computing (and storing) the missing ones."""
     root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root):
+        return _cached_unlocked(root, keys, items, dim, compute)
+
+
+def _cached_unlocked(root: Path, keys: list[str], items: list, dim: int,
+                     compute: Callable[[list], torch.Tensor]) -> torch.Tensor:
     index_path, emb_path = root / "index.json", root / "embeddings.npy"
     stored: list[str] = json.loads(index_path.read_text()) if index_path.is_file() else []
     table = np.load(emb_path) if emb_path.is_file() else np.zeros((0, dim), np.float32)
