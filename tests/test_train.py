@@ -166,3 +166,27 @@ def test_bf16_autocast_trains(tmp_path):
     losses = [r["loss"] for r in _losses(tmp_path / "run")]
     assert all(map(lambda x: x == x, losses))  # no NaN
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+
+
+def test_filling_the_cache_ahead_leaves_training_nothing_to_embed(tmp_path, monkeypatch):
+    import mats.cache as cache
+    from mats.train import fill_embedding_cache
+
+    run = tiny_run_config(tmp_path / "cache", max_steps=2)
+    n = fill_embedding_cache(run, progress=False)
+    assert n == 400  # synthetic:400
+    store = next((tmp_path / "cache").iterdir())
+    assert len(json.loads((store / "index.json").read_text())) > 0
+
+    def no_embedding(*a, **k):
+        raise AssertionError("training embedded texts the cache should have held")
+
+    monkeypatch.setattr(cache, "embed_texts", no_embedding)
+    train(run, tmp_path / "run", progress=False)
+
+
+def test_filling_without_a_cache_dir_is_an_error():
+    from mats.train import fill_embedding_cache
+
+    with pytest.raises(TrainError, match="cache_dir"):
+        fill_embedding_cache(tiny_run_config(None), progress=False)

@@ -5,13 +5,14 @@
 Stages (each skipped when its output exists, so an interrupted build resumes where it stopped):
   1. soundworld  `mats data build --profile full`                   -> DATA/
   2. clap        mini-CLAP, contrastive on SoundWorld `clap` pairs    -> WORK/clap/
-  3. lm          mini-LM, BPE + GPT-2 pre-trained on caption text, then tuned to read
+  3. embed       the text and audio embedding caches of stages 5 and 6 -> WORK/cache/
+  4. lm          mini-LM, BPE + GPT-2 pre-trained on caption text, then tuned to read
                  the audio slot                                       -> WORK/lm/
-  4. mats        MATS-mini, text-only on AudioTIA (configs/mats-mini.yaml) -> WORK/mats/
-  5. audio       MATS-Audio-mini, the same budget on clap audio embeddings -> WORK/mats-audio/
-  6. ship        fp16 copies into src/mats/assets/{mats-mini, mats-audio-mini} (+ a demo clip)
-Stages 2+3 and 4+5 need only what earlier stages built, so each pair runs side by side, one
-torch thread each (`--jobs 1`: in turn). Every stage prints what it built; WORK/build.json
+  5. mats        MATS-mini, text-only on AudioTIA (configs/mats-mini.yaml) -> WORK/mats/
+  6. audio       MATS-Audio-mini, the same budget on clap audio embeddings -> WORK/mats-audio/
+  7. ship        fp16 copies into src/mats/assets/{mats-mini, mats-audio-mini} (+ a demo clip)
+Stages 2-3 (one lane) run side by side with 4, and 5 with 6, one torch thread each (`--jobs 1`:
+in turn): each needs only what earlier stages built. Every stage prints what it built; WORK/build.json
 collects the figures and the total wall time.
 """
 
@@ -31,18 +32,21 @@ from mats.api import ASSETS
 ROOT = Path(__file__).resolve().parents[2]
 PRESET = ROOT / "configs" / "mats-mini.yaml"
 SHARED_DATA = ROOT.parent / "shared" / "data"
-STAGES = ("soundworld", "clap", "lm", "mats", "audio", "ship")
+STAGES = ("soundworld", "clap", "embed", "lm", "mats", "audio", "ship")
 # A stage is done when its output exists (ship: under ASSETS, soundworld: under DATA, else WORK).
 STAGE_OUTPUT = {
     "soundworld": Path("summary.json"),
     "clap": Path("clap/bench_metrics.json"),
+    "embed": Path("cache/filled.json"),
     "lm": Path("lm/config.json"),
     "mats": Path("mats/final/config.json"),
     "audio": Path("mats-audio/final/config.json"),
     "ship": Path("mats-mini/config.json"),
 }
-# Stages of one group need only earlier groups' outputs, so they run side by side on the 2 cores.
-GROUPS = (("soundworld",), ("clap", "lm"), ("mats", "audio"), ("ship",))
+# A group is a set of lanes that need only earlier groups' outputs, so they run side by side on
+# the 2 cores; a lane's stages run in turn. The embedding caches need only mini-CLAP: filling them
+# in its lane, while the longer mini-LM lane trains, takes them off the build's critical path.
+GROUPS = ((("soundworld",),), (("clap", "embed"), ("lm",)), (("mats",), ("audio",)), (("ship",),))
 
 
 def _log(summary: dict, stage: str, result: dict, seconds: float, work: Path) -> None:
@@ -119,6 +123,13 @@ def run_stage(stage: str, work: Path, data: Path) -> dict:
         from mats.config import load_config
 
         return train_on_soundworld(data, work / "clap", audio_cfg=load_config(PRESET).model.audio)
+    if stage == "embed":
+        from mats.train import fill_embedding_cache
+
+        filled = {name: fill_embedding_cache(mats_run_config(work, data, audio=name == "audio"))
+                  for name in ("mats", "audio")}
+        (work / STAGE_OUTPUT[stage]).write_text(json.dumps(filled) + "\n")
+        return {f"{name}_records": n for name, n in filled.items()}
     if stage == "lm":
         from mats.data.records import read_audiotia
         from mats.lm_pretrain import collect_corpus, pretrain_mini_lm
@@ -141,9 +152,13 @@ def run_stage(stage: str, work: Path, data: Path) -> dict:
     raise ValueError(f"unknown stage {stage!r}")
 
 
-def _timed_stage(stage: str, work: Path, data: Path) -> tuple[dict, float]:
-    t = time.perf_counter()
-    return run_stage(stage, work, data), time.perf_counter() - t
+def _run_lane(lane: list[str], work: Path, data: Path) -> list[tuple[str, dict, float]]:
+    """Run a lane's stages in turn: (stage, figures, seconds) for each."""
+    done = []
+    for stage in lane:
+        t = time.perf_counter()
+        done.append((stage, run_stage(stage, work, data), time.perf_counter() - t))
+    return done
 
 
 def _one_thread() -> None:
@@ -172,16 +187,16 @@ def main(argv: list[str] | None = None) -> None:
         return STAGES.index(stage) <= last and (stage in args.force or not (root / STAGE_OUTPUT[stage]).exists())
 
     for group in GROUPS:
-        pending = [s for s in group if todo(s)]
-        if len(pending) > 1 and args.jobs > 1:
-            print(f"[{' + '.join(pending)}] running side by side, one torch thread each")
+        lanes = [pending for lane in group if (pending := [s for s in lane if todo(s)])]
+        if len(lanes) > 1 and args.jobs > 1:
+            print(f"[{' | '.join(' -> '.join(lane) for lane in lanes)}] side by side, one torch thread each")
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(len(pending), mp_context=ctx, initializer=_one_thread) as pool:
-                futures = {s: pool.submit(_timed_stage, s, work, data) for s in pending}
-                done = {s: f.result() for s, f in futures.items()}
+            with ProcessPoolExecutor(len(lanes), mp_context=ctx, initializer=_one_thread) as pool:
+                futures = [pool.submit(_run_lane, lane, work, data) for lane in lanes]
+                done = [row for f in futures for row in f.result()]
         else:
-            done = {s: _timed_stage(s, work, data) for s in pending}
-        for stage, (result, seconds) in done.items():
+            done = [row for lane in lanes for row in _run_lane(lane, work, data)]
+        for stage, result, seconds in done:
             _log(summary, stage, result, seconds, work)
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     (work / "build.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -307,6 +307,17 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
     return final
 
 
+def fill_embedding_cache(run: RunConfig, progress: bool = True) -> int:
+    """Compute and store the frozen-encoder embeddings `train(run)` will read, ahead of it (e.g.
+    while another job trains); returns the number of training records. Needs only the encoder."""
+    from mats.encoders import build_encoder
+
+    if run.data.cache_dir is None:
+        raise TrainError("data.cache_dir is not set: there is no cache to fill")
+    records, _ = _load_data(run, build_encoder(run.model.encoder), Dist(), progress)
+    return len(records)
+
+
 def _load_data(run: RunConfig, encoder, d: Dist, progress: bool):
     """(records, embeddings (N, D) or None).
 
