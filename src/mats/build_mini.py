@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "soundworld")
     ap.add_argument("--force", nargs="*", default=[], choices=STAGES, help="re-run these stages")
     ap.add_argument("--until", choices=STAGES, default="ship", help="stop after this stage")
-    ap.add_argument("--jobs", type=int, default=2, help="stages of one group run side by side (1: in turn)")
+    ap.add_argument("--jobs", type=int, default=2, help="lanes of one group run side by side (1: in turn)")
     args = ap.parse_args(argv)
     work, data = args.work, args.data
     work.mkdir(parents=True, exist_ok=True)
