@@ -7,6 +7,9 @@
   val_cls.jsonl  validation: clap/val clips made from one recording, labelled from the manifest,
                  among all their labels (used to choose settings, never the benchmarks)
   val_cap.jsonl  validation: every clap/val clip with its captions
+  clap_captions_tia.jsonl
+                 training, not a bench: the clap/train captions as text-only caption records,
+                 for training MATS text-only on exactly the twin's data (README, "task mix")
 
 Audio paths are written absolute, so the files work from any directory:
 `mats eval --model mats-mini --bench runs/evals/animals.jsonl`.
@@ -50,6 +53,14 @@ def val_benches(data: Path) -> tuple[list[dict], list[dict]]:
     return cls, cap
 
 
+def caption_records(data: Path) -> list[dict]:
+    from mats.data.importers import instruction_for
+
+    pairs = [json.loads(x) for x in (data / "clap" / "train.jsonl").read_text().splitlines()]
+    return [{"text": p["caption"], "instruction": instruction_for("sound_caption", i),
+             "answer": p["caption"], "task": "sound_caption"} for i, p in enumerate(pairs)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("data/soundworld"))
@@ -60,6 +71,7 @@ def main() -> None:
     cls, cap = val_benches(args.data)
     _write(args.out / "val_cls.jsonl", cls)
     _write(args.out / "val_cap.jsonl", cap)
+    _write(args.out / "clap_captions_tia.jsonl", caption_records(args.data))
 
 
 if __name__ == "__main__":
