@@ -13,8 +13,7 @@ def fake_stages(monkeypatch, tmp_path):
 
     def fake(stage, work, data):
         calls.append(stage)
-        root = assets if stage == "ship" else data if stage == "soundworld" else work
-        out = root / build_mini.STAGE_OUTPUT[stage]
+        out = build_mini.stage_output(stage, work, data)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("{}")
         return {"built": stage}

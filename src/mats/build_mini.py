@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PRESET = ROOT / "configs" / "mats-mini.yaml"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 STAGES = ("soundworld", "clap", "embed", "lm", "mats", "audio", "ship")
-# A stage is done when its output exists (ship: under ASSETS, soundworld: under DATA, else WORK).
+# A stage is done when its output exists (see stage_output for where).
 STAGE_OUTPUT = {
     "soundworld": Path("summary.json"),
     "clap": Path("clap/bench_metrics.json"),
@@ -47,6 +47,12 @@ STAGE_OUTPUT = {
 # the 2 cores; a lane's stages run in turn. The embedding caches need only mini-CLAP: filling them
 # in its lane, while the longer mini-LM lane trains, takes them off the build's critical path.
 GROUPS = ((("soundworld",),), (("clap", "embed"), ("lm",)), (("mats",), ("audio",)), (("ship",),))
+
+
+def stage_output(stage: str, work: Path, data: Path) -> Path:
+    """The file whose presence marks `stage` as built: under ASSETS (ship), DATA (soundworld) or WORK."""
+    root = ASSETS if stage == "ship" else data if stage == "soundworld" else work
+    return root / STAGE_OUTPUT[stage]
 
 
 def _log(summary: dict, stage: str, result: dict, seconds: float, work: Path) -> None:
@@ -128,7 +134,7 @@ def run_stage(stage: str, work: Path, data: Path) -> dict:
 
         filled = {name: fill_embedding_cache(mats_run_config(work, data, audio=name == "audio"))
                   for name in ("mats", "audio")}
-        (work / STAGE_OUTPUT[stage]).write_text(json.dumps(filled) + "\n")
+        stage_output(stage, work, data).write_text(json.dumps(filled) + "\n")
         return {f"{name}_records": n for name, n in filled.items()}
     if stage == "lm":
         from mats.data.records import read_audiotia
@@ -183,8 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
 
     def todo(stage: str) -> bool:
-        root = ASSETS if stage == "ship" else data if stage == "soundworld" else work
-        return STAGES.index(stage) <= last and (stage in args.force or not (root / STAGE_OUTPUT[stage]).exists())
+        return STAGES.index(stage) <= last and (stage in args.force or not stage_output(stage, work, data).exists())
 
     for group in GROUPS:
         lanes = [pending for lane in group if (pending := [s for s in lane if todo(s)])]
