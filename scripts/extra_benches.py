@@ -21,6 +21,9 @@ import argparse
 import json
 from pathlib import Path
 
+from mats.data.importers import instruction_for
+from mats.data.records import read_bench, read_jsonl, read_pairs
+
 
 def _write(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -30,15 +33,14 @@ def _write(path: Path, rows: list[dict]) -> None:
 def animal_bench(data: Path) -> list[dict]:
     recordings = json.loads((data / "manifest.json").read_text())["recordings"]
     animals = {r["label"] for r in recordings if r["category"] == "animal"}
-    rows = [json.loads(x) for x in (data / "bench" / "sound_classification.jsonl").read_text().splitlines()]
+    rows = read_bench(data / "bench" / "sound_classification.jsonl")  # audio paths made absolute
     labels = sorted(animals & set(rows[0]["labels"]))
-    return [dict(r, labels=labels, audio=str((data / "bench" / r["audio"]).resolve()))
-            for r in rows if r["label"] in labels]
+    return [dict(r, labels=labels) for r in rows if r["label"] in labels]
 
 
 def val_benches(data: Path) -> tuple[list[dict], list[dict]]:
     recordings = {r["id"]: r for r in json.loads((data / "manifest.json").read_text())["recordings"]}
-    pairs = [json.loads(x) for x in (data / "clap" / "val.jsonl").read_text().splitlines()]
+    pairs = list(read_jsonl(data / "clap" / "val.jsonl"))  # read_pairs would drop "sources"
     captions: dict[str, list[str]] = {}
     single: dict[str, str] = {}  # clip -> label, for clips made from one recording
     for p in pairs:
@@ -54,11 +56,9 @@ def val_benches(data: Path) -> tuple[list[dict], list[dict]]:
 
 
 def caption_records(data: Path) -> list[dict]:
-    from mats.data.importers import instruction_for
-
-    pairs = [json.loads(x) for x in (data / "clap" / "train.jsonl").read_text().splitlines()]
-    return [{"text": p["caption"], "instruction": instruction_for("sound_caption", i),
-             "answer": p["caption"], "task": "sound_caption"} for i, p in enumerate(pairs)]
+    _, captions = read_pairs(data / "clap" / "train.jsonl")
+    return [{"text": c, "instruction": instruction_for("sound_caption", i), "answer": c, "task": "sound_caption"}
+            for i, c in enumerate(captions)]
 
 
 def main() -> None:
