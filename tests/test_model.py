@@ -59,6 +59,25 @@ def test_loss_ignores_padding(model):
     assert torch.allclose(total, alone + loss_b, atol=1e-4)
 
 
+def test_loss_is_the_full_lm_loss_over_answer_tokens(model):
+    """forward projects only answer positions onto the vocabulary; the result must be the
+    cross-entropy the LM's own full logits give at those positions, gradients included."""
+    model.eval()
+    prompts = [model.tokenize("Describe the audio.", "a dog barks"),
+               model.tokenize("Is it loud? Answer yes or no, please.", "yes")]
+    z = torch.randn(2, model.encoder.dim, requires_grad=True)
+    loss, n = model(z, prompts)
+    (g_trim,) = torch.autograd.grad(loss, z)
+    embeds, mask, labels = model.assemble(z, prompts, left_pad=False)
+    logits = model.lm(inputs_embeds=embeds, attention_mask=mask).logits  # (B, T, V)
+    full = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
+                                             ignore_index=IGNORE, reduction="sum")
+    (g_full,) = torch.autograd.grad(full, z)
+    assert n == int((labels != IGNORE).sum())
+    assert torch.allclose(loss, full, rtol=1e-5)
+    assert torch.allclose(g_trim, g_full, rtol=1e-4, atol=1e-6)
+
+
 def test_strict_loading(model, tmp_path):
     model.save_pretrained(tmp_path / "m")
     state = load_file(str(tmp_path / "m" / WEIGHTS))

@@ -55,14 +55,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mats.config import PromptConfig
 from mats.data.records import read_audiotia, read_jsonl
-from mats.lm import train_bpe
+from mats.lm import IGNORE, labelled_loss, train_bpe
 
-IGNORE = -100
 
 
 class PretrainError(Exception):
@@ -314,12 +312,7 @@ def collate(rows: list[list[int]], pad_id: int,
 
 def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over labelled positions, and their count."""
-    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # (B, T, V)
-    # fp32 softmax even under bf16 autocast: the loss is a sum over thousands of tokens.
-    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()  # (B*(T-1), V)
-    shift_labels = labels[:, 1:].reshape(-1)  # (B*(T-1),)
-    loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE, reduction="sum")
-    return loss, int((shift_labels != IGNORE).sum())
+    return labelled_loss(model, labels, input_ids=ids, attention_mask=mask)
 
 
 def prompt_ids(tokenizer, text: str, prompt: PromptConfig | None = None) -> list[int]:

@@ -18,15 +18,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mats.config import ModelConfig, from_dict, to_dict
-from mats.lm import apply_lora, build_lm, export_lm
+from mats.lm import IGNORE, apply_lora, build_lm, export_lm, labelled_loss
 from mats.mapper import Mapper
 
-IGNORE = -100
 WEIGHTS = "model.safetensors"
 MEMORY = "santa.safetensors"
 CONFIG = "config.json"
@@ -144,11 +142,7 @@ class MATS(nn.Module):
     def forward(self, emb: torch.Tensor, prompts: list[TokenizedPrompt]) -> tuple[torch.Tensor, int]:
         """Summed cross-entropy over answer tokens and their count (callers normalise)."""
         embeds, mask, labels = self.assemble(emb, prompts, left_pad=False)
-        logits = self.lm(inputs_embeds=embeds, attention_mask=mask).logits  # (B, T, V)
-        shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
-        shift_labels = labels[:, 1:].reshape(-1)
-        loss = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE, reduction="sum")
-        return loss, int((shift_labels != IGNORE).sum())
+        return labelled_loss(self.lm.get_base_model(), labels, inputs_embeds=embeds, attention_mask=mask)
 
     # ---------------------------------------------------------------- inference
 
