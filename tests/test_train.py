@@ -3,13 +3,14 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
 from mats.config import to_dict
-from mats.train import TrainError, batch_indices, lr_lambda, train
+from mats.train import TrainError, batch_indices, lr_lambda, record_probabilities, train
 
 from conftest import ROOT, tiny_run_config
 
@@ -27,6 +28,22 @@ def test_batches_cover_each_epoch_once():
     seen = [i for step in range(5) for i in batch_indices(n, step, b, seed=3)]  # 2 epochs
     assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))
     assert list(batch_indices(n, 1, b, seed=3)) == seen[4:8]
+
+
+def test_task_weights_set_the_task_shares_of_the_batches():
+    tasks = ["aqa"] * 60 + ["sound_caption"] * 20 + ["classification"] * 20
+    p = record_probabilities(tasks, {"sound_caption": 4.0})  # captions: 80 of 160 weight units
+    assert p.sum() == pytest.approx(1.0)
+    drawn = np.concatenate([batch_indices(len(tasks), step, 32, seed=1, p=p) for step in range(300)])
+    share = np.mean([tasks[i] == "sound_caption" for i in drawn])
+    assert share == pytest.approx(0.5, abs=0.03)  # unweighted it would be 0.2
+    # A function of (seed, step): a resumed run draws the same batches.
+    assert list(batch_indices(len(tasks), 7, 32, seed=1, p=p)) == list(drawn[7 * 32 : 8 * 32])
+    assert record_probabilities(tasks, {}) is None
+    with pytest.raises(TrainError, match="music_caption"):
+        record_probabilities(tasks, {"music_caption": 2.0})
+    with pytest.raises(TrainError, match="negative"):
+        record_probabilities(tasks, {"aqa": -1.0})
 
 
 def test_schedule_warms_up_then_decays():
@@ -51,8 +68,9 @@ def test_metrics_log_and_final_model(tmp_path):
         train(tiny_run_config(tmp_path / "cache", max_steps=6), out, progress=False)
 
 
-def test_resume_gives_identical_weights(tmp_path):
-    cfg = tiny_run_config(tmp_path / "cache", max_steps=10)
+@pytest.mark.parametrize("task_weights", [{}, {"sound_caption": 3.0}], ids=["epochs", "weighted"])
+def test_resume_gives_identical_weights(tmp_path, task_weights):
+    cfg = tiny_run_config(tmp_path / "cache", max_steps=10, task_weights=task_weights)
     train(cfg, tmp_path / "straight", progress=False)
     train(cfg, tmp_path / "split", max_steps=5, progress=False)
     assert sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())[-1] == "step_0000005"

@@ -179,6 +179,10 @@ class TrainConfig:
     # embeddings and with shuffled ones: equal losses mean the model ignores its input. 0: off.
     probe_every: int = 100
     keep_checkpoints: int = 2
+    # Sampling weight of each AudioTIA task, relative to 1.0 for tasks not listed: a record of a
+    # task weighted 2 is drawn twice as often as one weighted 1. Empty: every record once per
+    # epoch. Batches are then drawn with replacement, keyed by (seed, step).
+    task_weights: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     num_threads: int | None = None
     # bf16 autocast for the forward pass (weights and optimiser stay fp32): about 2x faster on

@@ -40,12 +40,13 @@ from tqdm.auto import tqdm
 from mats.cache import cached_audio_embeddings, cached_text_embeddings
 from mats.config import RunConfig, TrainConfig, to_dict
 from mats.data.loading import load_training_records
-from mats.data.records import AudioTIARecord, read_pairs
+from mats.data.records import read_pairs
 from mats.model import MATS, TokenizedPrompt
 from mats.noise import inject_noise_keyed, l2_normalize, noise_seed
 
 CKPT_PREFIX = "step_"
 DROPOUT_SALT = 0x5EED  # keeps dropout seeds apart from the noise seeds of the same keys
+SAMPLER_SALT = 0xBA7C  # keeps weighted batch draws apart from the epoch permutations
 PROBE_SIZE = 64
 
 
@@ -88,8 +89,29 @@ def lr_lambda(cfg: TrainConfig, max_steps: int):
     return f
 
 
-def batch_indices(n: int, step: int, batch: int, seed: int) -> np.ndarray:
-    """Dataset indices of global batch `step`: consecutive slices of per-epoch permutations."""
+def record_probabilities(tasks: list[str], task_weights: dict[str, float]) -> np.ndarray | None:
+    """Each record's chance (N,) of being drawn, from per-task weights (unlisted tasks: 1.0);
+    None without weights (uniform epochs)."""
+    if not task_weights:
+        return None
+    unknown = sorted(set(task_weights) - set(tasks))
+    if unknown:
+        raise TrainError(f"train.task_weights names task(s) {unknown} absent from the training data "
+                         f"(tasks: {sorted(set(tasks))})")
+    if any(w < 0 for w in task_weights.values()):
+        raise TrainError(f"train.task_weights must not be negative: {task_weights}")
+    w = np.array([task_weights.get(t, 1.0) for t in tasks], dtype=np.float64)  # (N,)
+    if not w.sum():
+        raise TrainError("train.task_weights gives every training record weight 0")
+    return w / w.sum()
+
+
+def batch_indices(n: int, step: int, batch: int, seed: int, p: np.ndarray | None = None) -> np.ndarray:
+    """Dataset indices of global batch `step`: consecutive slices of per-epoch permutations, or
+    with record probabilities `p` (N,), draws with replacement. Either way a function of
+    (seed, step), so a resumed run draws what an uninterrupted one does."""
+    if p is not None:
+        return np.random.default_rng([seed, step, SAMPLER_SALT]).choice(n, size=batch, p=p)
     out = []
     pos = step * batch
     while len(out) < batch:
@@ -203,6 +225,11 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
     records, emb = _load_data(run, encoder, d, progress)
     if len(records) < tc.batch_size:
         raise TrainError(f"{len(records)} training records is fewer than one batch ({tc.batch_size})")
+    tasks = np.array([r.task for r in records])  # (N,)
+    p_record = record_probabilities(tasks.tolist(), tc.task_weights)  # (N,) or None
+    if p_record is not None and d.main:
+        shares = ", ".join(f"{t} {p_record[tasks == t].sum():.0%}" for t in np.unique(tasks))
+        tqdm.write(f"task shares of the batches: {shares}")
     texts = [r.text for r in records]
     corpus = [x for r in records for x in (r.text, r.instruction, r.answer)]
     model = MATS.build(run.model, encoder=encoder, corpus=corpus)
@@ -238,7 +265,7 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
     step, last_probe = start, None
     try:
         for step in range(start, max_steps):
-            idx = batch_indices(len(records), step, tc.batch_size, tc.seed)  # (B,) global batch
+            idx = batch_indices(len(records), step, tc.batch_size, tc.seed, p_record)  # (B,) global batch
             total_tokens = int(n_answer[idx].sum())
             loss_sum = 0.0
             for c, chunk in enumerate(chunks):
@@ -331,7 +358,7 @@ def _load_data(run: RunConfig, encoder, d: Dist, progress: bool):
     """
     cache = run.data.cache_dir
     if run.data.audio_pairs:
-        from mats.data.importers import instruction_for
+        from mats.data.importers import caption_records
 
         audio, captions = [], []
         for path in run.data.audio_pairs:
@@ -340,8 +367,7 @@ def _load_data(run: RunConfig, encoder, d: Dist, progress: bool):
             captions += c
         if run.data.max_records:
             audio, captions = audio[: run.data.max_records], captions[: run.data.max_records]
-        records = [AudioTIARecord(c, instruction_for("sound_caption", i), c, "sound_caption")
-                   for i, c in enumerate(captions)]
+        records = caption_records(captions)
         embed = lambda: cached_audio_embeddings(encoder, audio, run.model.audio, cache,  # noqa: E731
                                                 progress=progress and d.main)
     else:

@@ -41,6 +41,24 @@ def test_musiccaps_csv():
     assert {r.instruction for r in recs} == set(I.MUSIC_CAPTION_INSTRUCTIONS)
 
 
+def test_caption_pairs_as_text_records_through_the_loader(tmp_path):
+    """`captions:PAIRS` gives the pairs' captions as caption records, phrased as the audio
+    twin's records are (caption_records), without reading the audio."""
+    from mats.data.loading import load_training_records
+
+    pairs = tmp_path / "pairs.jsonl"
+    caps = ["A dog barks.", "Rain on a roof.", "A dog barks."]
+    write_jsonl(pairs, [{"audio": f"missing/{i}.wav", "caption": c} for i, c in enumerate(caps)])
+    recs = load_training_records([f"captions:{pairs}"])
+    assert [r.text for r in recs] == caps and [r.answer for r in recs] == caps
+    assert {r.task for r in recs} == {"sound_caption"}
+    assert [r.instruction for r in recs] == [r.instruction for r in I.caption_records(caps)]
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, [{"audio": "a.wav", "text": "no caption key"}])
+    with pytest.raises(RecordError, match="caption"):
+        load_training_records([f"captions:{bad}"])
+
+
 def test_instructions_deterministic_and_seeded():
     path = DATA / "audiocaps" / "val.csv"
     a, b = I.import_audiocaps_csv(path), I.import_audiocaps_csv(path)

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mats.data.records import AudioTIARecord, RecordError, read_jsonl
+from mats.data.records import AudioTIARecord, RecordError, read_jsonl, read_pairs
 
 SOUND_CAPTION_INSTRUCTIONS = (
     "Describe the audio.",
@@ -105,7 +105,8 @@ def _field(row: dict[str, str], column: str, path: Path, n: int) -> str:
     return value
 
 
-def _caption_records(captions: list[str], task: str, seed: int) -> list[AudioTIARecord]:
+def caption_records(captions: list[str], task: str = "sound_caption", seed: int = 0) -> list[AudioTIARecord]:
+    """One `task` record per caption, its answer the caption, its instruction a fixed phrasing."""
     return [
         AudioTIARecord(text=c, instruction=instruction_for(task, i, seed), answer=c, task=task)
         for i, c in enumerate(captions)
@@ -120,7 +121,7 @@ def _caption_column_csv(path: str | Path, task: str, seed: int) -> list[AudioTIA
     path = Path(path)
     rows = _read_csv(path, ["caption"])
     captions = [_field(r, "caption", path, n) for n, r in enumerate(rows, 1)]
-    return _caption_records(captions, task, seed)
+    return caption_records(captions, task, seed)
 
 
 def import_audiocaps_csv(path: str | Path, seed: int = 0) -> list[AudioTIARecord]:
@@ -138,7 +139,13 @@ def import_clotho_csv(path: str | Path, seed: int = 0) -> list[AudioTIARecord]:
     captions = [
         _field(r, col, path, n) for n, r in enumerate(rows, 1) for col in CLOTHO_CAPTION_COLUMNS
     ]
-    return _caption_records(captions, "sound_caption", seed)
+    return caption_records(captions, "sound_caption", seed)
+
+
+def import_caption_pairs(path: str | Path, seed: int = 0) -> list[AudioTIARecord]:
+    """(audio, caption) pairs JSONL (SoundWorld `clap`) -> sound_caption records, text only:
+    the audio is not read. The audio twin's captions, for a text-only model."""
+    return caption_records(read_pairs(path)[1], "sound_caption", seed)
 
 
 def import_musiccaps_csv(path: str | Path, seed: int = 0) -> list[AudioTIARecord]:

@@ -8,7 +8,8 @@ from mats.data.records import AudioTIARecord, RecordError, read_audiotia
 
 
 def load_training_records(specs: list[str], max_records: int | None = None) -> list[AudioTIARecord]:
-    """Each spec is `synthetic:N`, an AudioTIA `.jsonl`, or an official MATS `.json` file."""
+    """Each spec is `synthetic:N`, an AudioTIA `.jsonl`, an official MATS `.json` file, or
+    `captions:PAIRS.jsonl`: the captions of (audio, caption) pairs as caption records."""
     if not specs:
         raise RecordError("data.train is empty: give AudioTIA .jsonl files (or synthetic:N)")
     records: list[AudioTIARecord] = []
@@ -17,6 +18,10 @@ def load_training_records(specs: list[str], max_records: int | None = None) -> l
             from mats.data.synthetic import synthetic_records
 
             records += synthetic_records(int(spec.split(":", 1)[1]))
+        elif spec.startswith("captions:"):
+            from mats.data.importers import import_caption_pairs
+
+            records += import_caption_pairs(spec.split(":", 1)[1])
         elif spec.endswith(".json"):
             from mats.data.importers import import_mats_json
 
