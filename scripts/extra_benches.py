@@ -7,9 +7,6 @@
   val_cls.jsonl  validation: clap/val clips made from one recording, labelled from the manifest,
                  among all their labels (used to choose settings, never the benchmarks)
   val_cap.jsonl  validation: every clap/val clip with its captions
-  clap_captions_tia.jsonl
-                 training, not a bench: the clap/train captions as text-only caption records,
-                 for training MATS text-only on exactly the twin's data (README, "task mix")
 
 Audio paths are written absolute, so the files work from any directory:
 `mats eval --model mats-mini --bench runs/evals/animals.jsonl`.
@@ -21,8 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mats.data.importers import instruction_for
-from mats.data.records import read_bench, read_jsonl, read_pairs
+from mats.data.records import read_bench, read_jsonl
 
 
 def _write(path: Path, rows: list[dict]) -> None:
@@ -55,12 +51,6 @@ def val_benches(data: Path) -> tuple[list[dict], list[dict]]:
     return cls, cap
 
 
-def caption_records(data: Path) -> list[dict]:
-    _, captions = read_pairs(data / "clap" / "train.jsonl")
-    return [{"text": c, "instruction": instruction_for("sound_caption", i), "answer": c, "task": "sound_caption"}
-            for i, c in enumerate(captions)]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("data/soundworld"))
@@ -71,7 +61,6 @@ def main() -> None:
     cls, cap = val_benches(args.data)
     _write(args.out / "val_cls.jsonl", cls)
     _write(args.out / "val_cap.jsonl", cap)
-    _write(args.out / "clap_captions_tia.jsonl", caption_records(args.data))
 
 
 if __name__ == "__main__":
