@@ -41,7 +41,9 @@ STAGE_OUTPUT = {
     "lm": Path("lm/config.json"),
     "mats": Path("mats/final/config.json"),
     "audio": Path("mats-audio/final/config.json"),
-    "ship": Path("mats-mini/config.json"),
+    # In WORK, not ASSETS: a checkout already holds shipped assets, and a fresh build must
+    # replace them with its own.
+    "ship": Path("shipped.json"),
 }
 # A group is a set of lanes that need only earlier groups' outputs, so they run side by side on
 # the 2 cores; a lane's stages run in turn. The embedding caches need only mini-CLAP: filling them
@@ -50,9 +52,8 @@ GROUPS = ((("soundworld",),), (("clap", "embed"), ("lm",)), (("mats",), ("audio"
 
 
 def stage_output(stage: str, work: Path, data: Path) -> Path:
-    """The file whose presence marks `stage` as built: under ASSETS (ship), DATA (soundworld) or WORK."""
-    root = ASSETS if stage == "ship" else data if stage == "soundworld" else work
-    return root / STAGE_OUTPUT[stage]
+    """The file whose presence marks `stage` as built: under DATA (soundworld) or WORK."""
+    return (data if stage == "soundworld" else work) / STAGE_OUTPUT[stage]
 
 
 def _log(summary: dict, stage: str, result: dict, seconds: float, work: Path) -> None:
@@ -155,7 +156,9 @@ def run_stage(stage: str, work: Path, data: Path) -> dict:
         ship(work / "mats" / "final", "mats-mini", pick_demo_clip(data))
         ship(work / "mats-audio" / "final", "mats-audio-mini")
         share_bases("mats-audio-mini", "mats-mini")
-        return {"assets_bytes": sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())}
+        shipped = {"assets_bytes": sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())}
+        stage_output(stage, work, data).write_text(json.dumps(shipped) + "\n")
+        return shipped
     raise ValueError(f"unknown stage {stage!r}")
 
 
