@@ -62,20 +62,19 @@ def test_lanes_cover_every_stage_once_after_what_they_need():
             assert same_lane or where[n][0] < where[stage][0], (stage, n)
 
 
-def test_text_only_and_twin_see_the_same_captions(tmp_path):
-    """MATS-mini trains text-only on AudioTIA and on the clap captions the audio twin trains on
-    (with their audio); the twin gets no noise and no Santa."""
+def test_text_only_on_audiotia_twin_on_clap_audio(tmp_path):
+    """MATS-mini trains text-only on AudioTIA with noise and Santa; the audio twin on the clap
+    (audio, caption) pairs, without noise or Santa."""
     from mats.data.loading import load_training_records
     from mats.data.records import write_jsonl
 
     data = tmp_path / "data"
-    write_jsonl(data / "clap" / "train.jsonl", [{"audio": "a.wav", "caption": "A dog barks."}])
     write_jsonl(data / "audiotia" / "train.jsonl", [{"text": "Rain.", "instruction": "Is it raining?",
                                                      "answer": "yes", "task": "aqa"}])
     text = build_mini.mats_run_config(tmp_path / "work", data)
     twin = build_mini.mats_run_config(tmp_path / "work", data, audio=True)
-    records = load_training_records(text.data.train)
-    assert [(r.task, r.answer) for r in records] == [("aqa", "yes"), ("sound_caption", "A dog barks.")]
+    assert [(r.task, r.answer) for r in load_training_records(text.data.train)] == [("aqa", "yes")]
+    assert text.data.audio_pairs == [] and text.model.noise.sigma > 0 and text.model.santa.mode == "full"
     assert twin.data.train == [] and twin.data.audio_pairs == [str(data / "clap" / "train.jsonl")]
     assert twin.model.noise.sigma == 0.0 and twin.model.santa.mode == "noise_only"
-    assert text.model.noise.sigma > 0 and text.model.santa.mode == "full"
+    assert text.train == twin.train  # the same budget

@@ -8,7 +8,7 @@ Stages (each skipped when its output exists, so an interrupted build resumes whe
   3. embed       the text and audio embedding caches of stages 5 and 6 -> WORK/cache/
   4. lm          mini-LM, BPE + GPT-2 pre-trained on caption text, then tuned to read
                  the audio slot                                       -> WORK/lm/
-  5. mats        MATS-mini, text-only on AudioTIA + clap captions (configs/mats-mini.yaml) -> WORK/mats/
+  5. mats        MATS-mini, text-only on AudioTIA (configs/mats-mini.yaml) -> WORK/mats/
   6. audio       MATS-Audio-mini, the same budget on clap audio embeddings -> WORK/mats-audio/
   7. ship        fp16 copies into src/mats/assets/{mats-mini, mats-audio-mini} (+ a demo clip)
 Stages 2-3 (one lane) run side by side with 4, and 5 with 6, one torch thread each (`--jobs 1`:
@@ -82,8 +82,7 @@ def mats_run_config(work: Path, data: Path, audio: bool = False, seed: int = 0, 
         run.model.noise.sigma = 0.0
         run.model.santa = replace(run.model.santa, mode="noise_only")
     else:
-        # AudioTIA, plus the twin's clap captions as text: the same caption text the twin sees.
-        run.data.train = [str(data / "audiotia" / "train.jsonl"), f"captions:{data / 'clap' / 'train.jsonl'}"]
+        run.data.train = [str(data / "audiotia" / "train.jsonl")]
     return run
 
 
