@@ -62,7 +62,6 @@ from mats.data.records import read_audiotia, read_jsonl
 from mats.lm import IGNORE, labelled_loss, train_bpe
 
 
-
 class PretrainError(Exception):
     """The mini-LM corpus or its pre-training configuration is invalid."""
 
