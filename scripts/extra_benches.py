@@ -1,12 +1,17 @@
 """Write the extra benchmark files the README's figures use, from a SoundWorld `full` build.
 
-    python scripts/extra_benches.py [--data data/soundworld] [--out runs/evals]
+    python scripts/extra_benches.py [--data data/soundworld] [--clap runs/mini/clap] [--out runs/evals]
 
   animals.jsonl  held-out: the sound-classification clips whose label is an animal, classified
                  among the animal labels only (the issue's "4x chance on animal sounds" check)
-  val_cls.jsonl  validation: clap/val clips made from one recording, labelled from the manifest,
-                 among all their labels (used to choose settings, never the benchmarks)
-  val_cap.jsonl  validation: every clap/val clip with its captions
+  val_cls.jsonl  validation: the clap clips made only of the recordings mini-CLAP held out from its
+                 training (CLAP/split.json), those made from one recording labelled from the
+                 manifest, among all their labels (used to choose settings, never the benchmarks)
+  val_cap.jsonl  validation: every such clip with its captions
+
+The validation clips' recordings are in neither mini-CLAP's training data nor the benchmarks, so
+their audio embeddings are as unseen as a benchmark's. (clap/val.jsonl is not such a set: its
+clips reuse the recordings of clap/train.jsonl.)
 
 Audio paths are written absolute, so the files work from any directory:
 `mats eval --model mats-mini --bench runs/evals/animals.jsonl`.
@@ -34,9 +39,11 @@ def animal_bench(data: Path) -> list[dict]:
     return [dict(r, labels=labels) for r in rows if r["label"] in labels]
 
 
-def val_benches(data: Path) -> tuple[list[dict], list[dict]]:
+def val_benches(data: Path, clap: Path) -> tuple[list[dict], list[dict]]:
     recordings = {r["id"]: r for r in json.loads((data / "manifest.json").read_text())["recordings"]}
-    pairs = list(read_jsonl(data / "clap" / "val.jsonl"))  # read_pairs would drop "sources"
+    held = set(json.loads((clap / "split.json").read_text())["val_recordings"])
+    pairs = [p for name in ("train", "val") for p in read_jsonl(data / "clap" / f"{name}.jsonl")
+             if held.issuperset(p["sources"])]  # read_pairs would drop "sources"
     captions: dict[str, list[str]] = {}
     single: dict[str, str] = {}  # clip -> label, for clips made from one recording
     for p in pairs:
@@ -54,11 +61,12 @@ def val_benches(data: Path) -> tuple[list[dict], list[dict]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("data/soundworld"))
+    ap.add_argument("--clap", type=Path, default=Path("runs/mini/clap"), help="mini-CLAP training dir")
     ap.add_argument("--out", type=Path, default=Path("runs/evals"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     _write(args.out / "animals.jsonl", animal_bench(args.data))
-    cls, cap = val_benches(args.data)
+    cls, cap = val_benches(args.data, args.clap)
     _write(args.out / "val_cls.jsonl", cls)
     _write(args.out / "val_cap.jsonl", cap)
 

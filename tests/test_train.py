@@ -10,7 +10,8 @@ import yaml
 from safetensors.torch import load_file
 
 from mats.config import to_dict
-from mats.train import TrainError, batch_indices, lr_lambda, record_probabilities, train
+from mats.train import (TrainError, batch_indices, length_grouped_batches, lr_lambda, record_probabilities,
+                        train)
 
 from conftest import ROOT, tiny_run_config
 
@@ -46,6 +47,24 @@ def test_task_weights_set_the_task_shares_of_the_batches():
         record_probabilities(tasks, {"aqa": -1.0})
 
 
+def test_length_groups_cut_the_same_rows_into_batches_of_similar_length():
+    n, b, g = 50, 8, 4
+    lengths = np.random.default_rng(0).integers(5, 60, size=n)  # (N,) row tokens
+    batches = length_grouped_batches(n, 4, b, seed=2, lengths=lengths, groups=g)
+    drawn = np.concatenate([batch_indices(n, s, b, seed=2) for s in range(4, 8)])
+    assert sorted(np.concatenate(batches).tolist()) == sorted(drawn.tolist())  # the same rows
+    # Neighbouring lengths: sorted by their shortest row, batch k ends where batch k + 1 begins.
+    spans = sorted((int(lengths[x].min()), int(lengths[x].max())) for x in batches)
+    assert all(hi <= lo for (_, hi), (lo, _) in zip(spans, spans[1:]))
+    padded = np.mean([lengths[x].max() for x in batches])
+    ungrouped = np.mean([lengths[batch_indices(n, s, b, seed=2)].max() for s in range(4, 8)])
+    assert padded < ungrouped
+    again = length_grouped_batches(n, 4, b, seed=2, lengths=lengths, groups=g)
+    assert all(np.array_equal(x, y) for x, y in zip(batches, again))
+    other = length_grouped_batches(n, 4, b, seed=3, lengths=lengths, groups=g)
+    assert not all(np.array_equal(x, y) for x, y in zip(batches, other))
+
+
 def test_schedule_warms_up_then_decays():
     from mats.config import TrainConfig
 
@@ -68,9 +87,11 @@ def test_metrics_log_and_final_model(tmp_path):
         train(tiny_run_config(tmp_path / "cache", max_steps=6), out, progress=False)
 
 
-@pytest.mark.parametrize("task_weights", [{}, {"sound_caption": 3.0}], ids=["epochs", "weighted"])
-def test_resume_gives_identical_weights(tmp_path, task_weights):
-    cfg = tiny_run_config(tmp_path / "cache", max_steps=10, task_weights=task_weights)
+@pytest.mark.parametrize("sampling", [{}, {"task_weights": {"sound_caption": 3.0}}, {"length_groups": 4}],
+                         ids=["epochs", "weighted", "length-groups"])
+def test_resume_gives_identical_weights(tmp_path, sampling):
+    # Stopping at step 5 splits a length group (steps 4-7) across the two runs.
+    cfg = tiny_run_config(tmp_path / "cache", max_steps=10, **sampling)
     train(cfg, tmp_path / "straight", progress=False)
     train(cfg, tmp_path / "split", max_steps=5, progress=False)
     assert sorted(p.name for p in (tmp_path / "split" / "checkpoints").iterdir())[-1] == "step_0000005"

@@ -183,6 +183,12 @@ class TrainConfig:
     # task weighted 2 is drawn twice as often as one weighted 1. Empty: every record once per
     # epoch. Batches are then drawn with replacement, keyed by (seed, step).
     task_weights: dict[str, float] = field(default_factory=dict)
+    # Batches are drawn this many at a time; their rows are sorted by token length, cut into as
+    # many batches of similar length and taken in a seeded order, so a batch is padded far less
+    # (MATS-mini: rows of 27 tokens padded to 52 on average). Every row is drawn as without
+    # grouping; the loss is then divided by the expected answer tokens of a batch, not by the
+    # batch's own count, so a batch of short answers is not up-weighted. 0 or 1: off.
+    length_groups: int = 0
     seed: int = 0
     num_threads: int | None = None
     # bf16 autocast for the forward pass (weights and optimiser stay fp32): about 2x faster on

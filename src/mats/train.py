@@ -47,6 +47,7 @@ from mats.noise import inject_noise_keyed, l2_normalize, noise_seed
 CKPT_PREFIX = "step_"
 DROPOUT_SALT = 0x5EED  # keeps dropout seeds apart from the noise seeds of the same keys
 SAMPLER_SALT = 0xBA7C  # keeps weighted batch draws apart from the epoch permutations
+GROUP_SALT = 0x6A0B  # the order of a length group's batches
 PROBE_SIZE = 64
 
 
@@ -121,6 +122,17 @@ def batch_indices(n: int, step: int, batch: int, seed: int, p: np.ndarray | None
         out.extend(take.tolist())
         pos += len(take)
     return np.asarray(out)
+
+
+def length_grouped_batches(n: int, first_step: int, batch: int, seed: int, lengths: np.ndarray,
+                           groups: int, p: np.ndarray | None = None) -> list[np.ndarray]:
+    """The `groups` batches of steps first_step .. first_step + groups - 1 (first_step a multiple
+    of `groups`): the rows batch_indices draws for them, sorted by `lengths` (N,) and cut into
+    batches of neighbouring lengths, in an order keyed by (seed, first_step)."""
+    pool = np.concatenate([batch_indices(n, s, batch, seed, p) for s in range(first_step, first_step + groups)])
+    pool = pool[np.argsort(lengths[pool], kind="stable")]  # (groups * batch,)
+    order = np.random.default_rng([seed, first_step, GROUP_SALT]).permutation(groups)
+    return [pool[k * batch : (k + 1) * batch] for k in order]
 
 
 def _rng_state() -> dict:
@@ -234,7 +246,12 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
     corpus = [x for r in records for x in (r.text, r.instruction, r.answer)]
     model = MATS.build(run.model, encoder=encoder, corpus=corpus)
     prompts = [model.tokenize(r.instruction, r.answer) for r in records]
-    n_answer = np.array([len(p.answer) for p in prompts])
+    n_answer = np.array([len(p.answer) for p in prompts])  # (N,)
+    groups = tc.length_groups if tc.length_groups > 1 else 0
+    lengths = np.array([len(p.post) + len(p.answer) for p in prompts])  # (N,) row tokens
+    # With length groups, the loss of every batch is divided by the same count, the expected
+    # answer tokens of a batch, so a token weighs what it would in an ungrouped batch.
+    expected_tokens = float(tc.batch_size * (n_answer @ p_record if p_record is not None else n_answer.mean()))
 
     params = model.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
@@ -263,10 +280,19 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
     log = (out / "metrics.jsonl").open("a") if d.main else None
     window_t, window_n = time.perf_counter(), 0
     step, last_probe = start, None
+    group: tuple[int, list[np.ndarray]] = (-1, [])  # (first step, its batches)
     try:
         for step in range(start, max_steps):
-            idx = batch_indices(len(records), step, tc.batch_size, tc.seed, p_record)  # (B,) global batch
-            total_tokens = int(n_answer[idx].sum())
+            if groups:
+                first = step - step % groups
+                if group[0] != first:
+                    group = (first, length_grouped_batches(len(records), first, tc.batch_size, tc.seed,
+                                                           lengths, groups, p_record))
+                idx = group[1][step - first]  # (B,) global batch
+            else:
+                idx = batch_indices(len(records), step, tc.batch_size, tc.seed, p_record)  # (B,)
+            batch_tokens = int(n_answer[idx].sum())
+            total_tokens = expected_tokens if groups else batch_tokens
             loss_sum = 0.0
             for c, chunk in enumerate(chunks):
                 pos = torch.tensor(list(chunk))
@@ -292,7 +318,7 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            global_loss = _all_sum(loss_sum, d) / total_tokens
+            global_loss = _all_sum(loss_sum, d) / batch_tokens
             window_n += tc.batch_size
             done = step + 1
             bar.update(1)
