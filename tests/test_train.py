@@ -65,6 +65,11 @@ def test_length_groups_cut_the_same_rows_into_batches_of_similar_length():
     assert not all(np.array_equal(x, y) for x, y in zip(batches, other))
 
 
+def test_negative_length_groups_is_an_error(tmp_path):
+    with pytest.raises(TrainError, match="length_groups"):
+        train(tiny_run_config(tmp_path / "cache", max_steps=2, length_groups=-1), tmp_path / "run", progress=False)
+
+
 def test_schedule_warms_up_then_decays():
     from mats.config import TrainConfig
 

@@ -221,6 +221,8 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
         raise TrainError(f"batch_size {tc.batch_size} must split evenly over {d.world} process(es) "
                          f"and micro-batches of {tc.micro_batch_size}")
     micro = min(tc.micro_batch_size, per_rank)
+    if tc.length_groups < 0:
+        raise TrainError(f"train.length_groups must be 0 (off) or a number of batches, got {tc.length_groups}")
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     if out.exists() and any(out.iterdir()) and not resume and latest_checkpoint(out):
