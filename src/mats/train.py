@@ -18,6 +18,7 @@ Output: DIR/metrics.jsonl, DIR/checkpoints/step_XXXXXXX/, DIR/final/ (a loadable
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -255,6 +256,15 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
     # answer tokens of a batch, so a token weighs what it would in an ungrouped batch.
     expected_tokens = float(tc.batch_size * (n_answer @ p_record if p_record is not None else n_answer.mean()))
 
+    @functools.lru_cache(maxsize=1)  # a group's batches are drawn once, at its first step
+    def group_batches(first: int) -> list[np.ndarray]:
+        return length_grouped_batches(len(records), first, tc.batch_size, tc.seed, lengths, groups, p_record)
+
+    def global_batch(step: int) -> np.ndarray:  # (B,) record indices
+        if groups:
+            return group_batches(step - step % groups)[step % groups]
+        return batch_indices(len(records), step, tc.batch_size, tc.seed, p_record)
+
     params = model.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc, horizon))
@@ -282,17 +292,10 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
     log = (out / "metrics.jsonl").open("a") if d.main else None
     window_t, window_n = time.perf_counter(), 0
     step, last_probe = start, None
-    group: tuple[int, list[np.ndarray]] = (-1, [])  # (first step, its batches)
+
     try:
         for step in range(start, max_steps):
-            if groups:
-                first = step - step % groups
-                if group[0] != first:
-                    group = (first, length_grouped_batches(len(records), first, tc.batch_size, tc.seed,
-                                                           lengths, groups, p_record))
-                idx = group[1][step - first]  # (B,) global batch
-            else:
-                idx = batch_indices(len(records), step, tc.batch_size, tc.seed, p_record)  # (B,)
+            idx = global_batch(step)
             batch_tokens = int(n_answer[idx].sum())
             total_tokens = expected_tokens if groups else batch_tokens
             loss_sum = 0.0
