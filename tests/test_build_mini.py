@@ -43,8 +43,14 @@ def test_build_resumes_skips_built_stages_and_honours_until_and_force(fake_stage
     _main(tmp_path, "--until", "lm")
     assert fake_stages == ["soundworld", "clap", "embed", "lm"]
     fake_stages.clear()
-    _main(tmp_path, "--force", "clap")
+    assert "total_seconds" not in _main(tmp_path, "--force", "clap")
     assert fake_stages == ["clap", "mats", "audio", "ship"]
+    whole = _main(tmp_path, "--force", *build_mini.STAGES)["total_seconds"]
+    fake_stages.clear()
+    summary = _main(tmp_path, "--force", "clap")
+    assert fake_stages == ["clap"]
+    # A partial run logs its own wall time and keeps the whole build's.
+    assert summary["last_run"]["stages"] == ["clap"] and summary["total_seconds"] == whole
 
 
 def test_lanes_cover_every_stage_once_after_what_they_need():

@@ -13,7 +13,8 @@ Stages (each skipped when its output exists, so an interrupted build resumes whe
   7. ship        fp16 copies into src/mats/assets/{mats-mini, mats-audio-mini} (+ a demo clip)
 Stages 2-3 (one lane) run side by side with 4, and 5 with 6, one torch thread each (`--jobs 1`:
 in turn): each needs only what earlier stages built. Every stage prints what it built; WORK/build.json
-collects the figures and the total wall time.
+collects the figures, the wall time of the last run (`last_run`) and of the last whole build
+(`total_seconds`).
 """
 
 from __future__ import annotations
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     summary: dict = json.loads((work / "build.json").read_text()) if (work / "build.json").is_file() else {}
     last = STAGES.index(args.until)
     started = time.perf_counter()
+    ran: list[str] = []
 
     def todo(stage: str) -> bool:
         return STAGES.index(stage) <= last and (stage in args.force or not stage_output(stage, work, data).exists())
@@ -206,7 +208,13 @@ def main(argv: list[str] | None = None) -> None:
             done = [row for lane in lanes for row in _run_lane(lane, work, data)]
         for stage, result, seconds in done:
             _log(summary, stage, result, seconds, work)
-    summary["total_seconds"] = round(time.perf_counter() - started, 1)
+            ran.append(stage)
+    wall = round(time.perf_counter() - started, 1)
+    summary["last_run"] = {"stages": ran, "seconds": wall}
+    # total_seconds is the wall time of a whole build; a partial (resumed or --force) run must
+    # not overwrite it with the time of the few stages it re-ran.
+    if ran == list(STAGES):
+        summary["total_seconds"] = wall
     (work / "build.json").write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))
 
