@@ -7,7 +7,8 @@ Each model is the MATS-mini preset pointed at `make model`'s encoder and LM (WOR
 with one change; a model whose final/ exists is skipped (so the script resumes):
   text-s1, text-s2       text-only, seeds 1 and 2 (seed 0 is WORK/mats)
   audio-s1, audio-s2     the audio-supervised twin, seeds 1 and 2 (seed 0 is WORK/mats-audio)
-  nonoise-s0..s2         text-only trained without noise (sigma = 0)
+  sigma003-s0..s2        text-only at mini-CLAP's gap energy, sigma 0.003 (the preset trains
+                         without noise)
   sigma015-s0..s2        text-only at the paper's sigma, 0.015
 Two processes at once use the 2 cores best: run two copies with disjoint --only lists.
 """
@@ -23,8 +24,8 @@ from mats.train import train
 MODELS: dict[str, dict] = {
     "text-s1": {"seed": 1}, "text-s2": {"seed": 2},
     "audio-s1": {"seed": 1, "audio": True}, "audio-s2": {"seed": 2, "audio": True},
-    "nonoise-s0": {"seed": 0, "sigma": 0.0}, "nonoise-s1": {"seed": 1, "sigma": 0.0},
-    "nonoise-s2": {"seed": 2, "sigma": 0.0},
+    "sigma003-s0": {"seed": 0, "sigma": 0.003}, "sigma003-s1": {"seed": 1, "sigma": 0.003},
+    "sigma003-s2": {"seed": 2, "sigma": 0.003},
     "sigma015-s0": {"seed": 0, "sigma": 0.015}, "sigma015-s1": {"seed": 1, "sigma": 0.015},
     "sigma015-s2": {"seed": 2, "sigma": 0.015},
 }

@@ -80,7 +80,8 @@ def test_text_only_on_audiotia_twin_on_clap_audio(tmp_path):
     text = build_mini.mats_run_config(tmp_path / "work", data)
     twin = build_mini.mats_run_config(tmp_path / "work", data, audio=True)
     assert [(r.task, r.answer) for r in load_training_records(text.data.train)] == [("aqa", "yes")]
-    assert text.data.audio_pairs == [] and text.model.noise.sigma > 0 and text.model.santa.mode == "full"
+    assert text.data.audio_pairs == [] and text.model.santa.mode == "full"
+    assert build_mini.mats_run_config(tmp_path / "work", data, sigma=0.003).model.noise.sigma == 0.003
     assert twin.data.train == [] and twin.data.audio_pairs == [str(data / "clap" / "train.jsonl")]
     assert twin.model.noise.sigma == 0.0 and twin.model.santa.mode == "noise_only"
     assert text.train == twin.train  # the same budget

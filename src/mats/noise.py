@@ -182,7 +182,8 @@ def estimate_sigma(
     E||a - t||^2). For mini-CLAP (D = 256, paired cosine ~0.65) it gives ~0.003, where the
     l_inf rules give 0.16 / 0.026 and the paper's 0.015 (tuned for MS-CLAP) puts a noise of norm
     ~2 on a unit signal; at that level MATS-mini learned to ignore its input for the first few
-    hundred steps. Returns a Python float (a variance).
+    hundred steps. (MATS-mini trained better still without noise; configs/mats-mini.yaml says
+    why.) Returns a Python float (a variance).
     """
     _check_emb(audio_emb, "audio_emb")
     _check_emb(text_emb, "text_emb")
