@@ -244,6 +244,14 @@ def test_save_load_round_trip(memory, audio, tmp_path):
     assert torch.equal(santa_project(audio, loaded, cfg), santa_project(audio, memory, cfg))
 
 
+def test_saving_one_memory_gives_the_same_bytes(memory, tmp_path):
+    # A reship of an unchanged model must not rewrite its memory file.
+    paths = [tmp_path / f"m{i}.safetensors" for i in range(8)]
+    for p in paths:
+        save_memory(memory, p, dtype=torch.float16)
+    assert len({p.read_bytes() for p in paths}) == 1
+
+
 def test_load_rejects_bad_files(memory, tmp_path):
     with pytest.raises(SantaError, match="not found"):
         load_memory(tmp_path / "nope.safetensors")

@@ -122,7 +122,9 @@ def save_memory(mem: SantaMemory, path: str | Path, dtype: torch.dtype = torch.f
         "centroids": mem.centroids.to(dtype).contiguous(),
         "assign": mem.assign.contiguous(),
     }
-    save_file(tensors, str(path), metadata={"format": "mats-santa-memory", "version": "1"})
+    # One metadata key: safetensors writes the metadata map in no fixed order, so two keys made
+    # saves of one memory differ byte for byte (a reship then rewrote an unchanged 10 MB asset).
+    save_file(tensors, str(path), metadata={"format": "mats-santa-memory/1"})
 
 
 def load_memory(path: str | Path) -> SantaMemory:
