@@ -194,10 +194,26 @@ def test_interrupted_run_redoes_only_what_is_missing(built):
     assert [again.entry(j) for j in again.computed] == [report.entry(lost)]
 
 
+def test_ablation_models_replace_the_text_models_in_table_8(built, tmp_path):
+    import dataclasses
+
+    spec, report, _, _ = built
+    other = spec.models.audio[0]  # any model other than text[0]; same weights, so cached
+    spec2 = dataclasses.replace(spec, out=str(tmp_path / "out"),
+                                models=dataclasses.replace(spec.models, ablation=[other]))
+    again = R.Report(spec2, progress=False)
+    text = again.build().read_text()
+    modes = {j.model for j in again.wanted if j.ov.get("mode") in {"no_kmeans", "memory_only"}}
+    assert modes == {other}  # the Santa variants ran on the ablation models only
+    note = next(l for l in text.splitlines() if l.startswith("The first four rows"))
+    assert f"(`{other}`, trained with sigma = " in note and spec.models.text[0] not in note
+
+
 def test_the_shipped_report_spec_is_valid():
     spec = R.load_spec(Path(__file__).resolve().parents[2] / "configs" / "report" / "mats-mini.yaml")
     assert spec.out == "docs/results" and spec.models.text and spec.models.audio
-    names = {Path(m).parent.name for ms in (spec.models.text, spec.models.audio, spec.models.no_noise,
+    names = {Path(m).parent.name for ms in (spec.models.text, spec.models.audio, spec.models.ablation,
+                                             spec.models.no_noise,
                                              *spec.models.sigma.values()) for m in ms}
     script = (Path(__file__).resolve().parents[2] / "scripts" / "train_report_models.py").read_text()
     assert all(n in {"mats", "mats-audio"} or f'"{n}"' in script for n in names)

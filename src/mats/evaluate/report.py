@@ -11,6 +11,8 @@ The spec (YAML; paths are relative to the working directory, unknown keys are er
     models:
       text: [runs/mini-s0, runs/mini-s1, runs/mini-s2]        # MATS-mini, text-only, 3 seeds
       audio: [runs/audio-s0, runs/audio-s1, runs/audio-s2]    # MATS-Audio-mini
+      ablation: []                    # Table 8's Santa variants run on these (default: text);
+                                      # a spec whose text models train without noise names noised ones
       no_noise: [runs/nonoise-s0, runs/nonoise-s1, runs/nonoise-s2]   # trained with sigma = 0
       sigma: {0.0: [runs/nonoise-s0], 0.005: [runs/s005], 0.015: [runs/mini-s0]}
       clap: []                        # encoders for the zero-shot row; default: text[0]'s
@@ -100,6 +102,7 @@ class ReportError(ValueError):
 class ModelsSpec:
     text: list[str] = field(default_factory=list)
     audio: list[str] = field(default_factory=list)
+    ablation: list[str] = field(default_factory=list)  # Table 8's Santa rows; empty: text
     no_noise: list[str] = field(default_factory=list)
     sigma: dict[float, list[str]] = field(default_factory=dict)
     clap: list[str] = field(default_factory=list)
@@ -169,6 +172,7 @@ def check_spec(spec: ReportSpec) -> ReportSpec:
     m = spec.models
     m.text, m.audio = _as_list(m.text, "models.text"), _as_list(m.audio, "models.audio")
     m.no_noise, m.clap = _as_list(m.no_noise, "models.no_noise"), _as_list(m.clap, "models.clap")
+    m.ablation = _as_list(m.ablation, "models.ablation")
     try:
         m.sigma = {float(k): _as_list(v, f"models.sigma.{k}") for k, v in (m.sigma or {}).items()}
     except (TypeError, ValueError):
@@ -345,7 +349,7 @@ class Report:
         self.wanted: dict[Job, None] = {}  # insertion-ordered set
         self.computed: list[Job] = []  # evaluations run by this call (not from the cache)
         m = spec.models
-        for name in dict.fromkeys(m.text + m.audio + m.no_noise + m.clap +
+        for name in dict.fromkeys(m.text + m.audio + m.ablation + m.no_noise + m.clap +
                                   [d for v in m.sigma.values() for d in v]):
             try:
                 self._dirs[name] = resolve_model_path(name)
@@ -545,7 +549,7 @@ class Report:
         m = self.spec.models
         out: dict[str, dict[str, Cell | None]] = {}
         for key, _, ov in ABLATIONS:
-            models, ov = (m.text, ov) if ov is not None else (m.no_noise, {"mode": "full"})
+            models, ov = (m.ablation or m.text, ov) if ov is not None else (m.no_noise, {"mode": "full"})
             out[key] = {b: self.cell(models, b, ov, MAIN_METRIC[self.task(b)]) if models else None
                         for b in self.spec.ablation_benches}
         return out
@@ -846,9 +850,12 @@ def render_markdown(report: Report, data: dict, gap: dict, figures: dict[str, st
                    + ["paper (AudioCaps CIDEr)"], rows)
     if "ablation" in figures:
         L += ["", f"![ablation]({figures['ablation']})"]
-    L += ["", "The first four rows are the same text-only models at inference "
-          "(`--santa mode=...`); the last is separately trained with sigma = 0 and run with full "
-          "Santa. The paper column is for context only."]
+    abl_models = spec.models.ablation or spec.models.text
+    L += ["", f"The first four rows are the same text-only models "
+          f"({', '.join(f'`{x}`' for x in abl_models)}, trained with sigma = "
+          f"{report.model_cfg(abl_models[0]).noise.sigma:g}) at inference (`--santa mode=...`); "
+          "the last is separately trained with sigma = 0 and run with full Santa. The paper "
+          "column is for context only."]
     L += _commands(report, cells)
 
     # -- sweeps
