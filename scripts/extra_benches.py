@@ -31,16 +31,15 @@ def _write(path: Path, rows: list[dict]) -> None:
     print(f"{path}: {len(rows)} items, {len(rows[0].get('labels', [])) or 'no'} labels")
 
 
-def animal_bench(data: Path) -> list[dict]:
-    recordings = json.loads((data / "manifest.json").read_text())["recordings"]
+def animal_bench(data: Path, recordings: list[dict]) -> list[dict]:
     animals = {r["label"] for r in recordings if r["category"] == "animal"}
     rows = read_bench(data / "bench" / "sound_classification.jsonl")  # audio paths made absolute
     labels = sorted(animals & set(rows[0]["labels"]))
     return [dict(r, labels=labels) for r in rows if r["label"] in labels]
 
 
-def val_benches(data: Path, clap: Path) -> tuple[list[dict], list[dict]]:
-    recordings = {r["id"]: r for r in json.loads((data / "manifest.json").read_text())["recordings"]}
+def val_benches(data: Path, clap: Path, recordings: list[dict]) -> tuple[list[dict], list[dict]]:
+    label = {r["id"]: r["label"] for r in recordings}
     held = set(json.loads((clap / "split.json").read_text())["val_recordings"])
     pairs = [p for name in ("train", "val") for p in read_jsonl(data / "clap" / f"{name}.jsonl")
              if held.issuperset(p["sources"])]  # read_pairs would drop "sources"
@@ -49,7 +48,7 @@ def val_benches(data: Path, clap: Path) -> tuple[list[dict], list[dict]]:
     for p in pairs:
         captions.setdefault(p["audio"], []).append(p["caption"])
         if len(p["sources"]) == 1:
-            single[p["audio"]] = recordings[p["sources"][0]]["label"]
+            single[p["audio"]] = label[p["sources"][0]]
     path = {a: str((data / "clap" / a).resolve()) for a in captions}
     labels = sorted(set(single.values()))
     cls = [{"id": a, "audio": path[a], "task": "classification", "label": lab, "labels": labels}
@@ -65,8 +64,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/evals"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    _write(args.out / "animals.jsonl", animal_bench(args.data))
-    cls, cap = val_benches(args.data, args.clap)
+    recordings = json.loads((args.data / "manifest.json").read_text())["recordings"]
+    _write(args.out / "animals.jsonl", animal_bench(args.data, recordings))
+    cls, cap = val_benches(args.data, args.clap, recordings)
     _write(args.out / "val_cls.jsonl", cls)
     _write(args.out / "val_cap.jsonl", cap)
 
