@@ -25,6 +25,12 @@ def test_stat_mean_and_sample_std():
     assert Stat([0.1, None]).fmt() == "n/a" and Stat([0.1, None]).mean is None
 
 
+def test_k_sweep_switches_k_means_on_for_a_model_that_skips_it():
+    assert R.sweep_overrides("k", 10, "no_kmeans") == {"k": 10, "mode": "full"}
+    assert R.sweep_overrides("k", 10, "full") == {"k": 10}
+    assert R.sweep_overrides("lam", 0.3, "no_kmeans") == {"lam": 0.3}
+
+
 def test_comparison_rules():
     assert R.greater(Stat([0.5, 0.52, 0.48]), Stat([0.3, 0.31, 0.29])) is True
     assert R.greater(Stat([0.5, 0.6, 0.4]), Stat([0.45, 0.46, 0.44])) is False  # within spread

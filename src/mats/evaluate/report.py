@@ -266,6 +266,14 @@ def on_par(text: Stat, audio: Stat, tol: float) -> bool | None:
     return text.mean >= (1.0 - tol) * audio.mean
 
 
+def sweep_overrides(param: str, value: Any, mode: str) -> dict[str, Any]:
+    """The Santa overrides of one sweep point. K acts only where the memory is clustered, so on
+    a model that skips k-means (mode no_kmeans) the K sweep also switches full Santa on."""
+    if param == "k" and mode == "no_kmeans":
+        return {"k": value, "mode": "full"}
+    return {param: value}
+
+
 def verdict(checks: list[bool | None]) -> str:
     known = [c for c in checks if c is not None]
     if not known:
@@ -564,7 +572,8 @@ class Report:
             values = list(getattr(sw, param))
             if values:
                 out[param] = {"values": values, "default": getattr(santa, param), "cells": {
-                    b: [self.cell(models, b, {param: v}, MAIN_METRIC[self.task(b)]) for v in values]
+                    b: [self.cell(models, b, sweep_overrides(param, v, santa.mode),
+                                  MAIN_METRIC[self.task(b)]) for v in values]
                     for b in sw.benches}}
         sig = self.spec.models.sigma
         if sig:
@@ -866,8 +875,9 @@ def render_markdown(report: Report, data: dict, gap: dict, figures: dict[str, st
     sweep_models = spec.models.text[: spec.sweeps.seeds]
     L += [f"lambda, tau, L and K vary at inference on the text-only model(s) "
           f"{', '.join(f'`{m}`' for m in sweep_models)} (K re-clusters the same noisy memory "
-          "with the model's k-means seed; the entries are not re-noised); sigma compares "
-          "separately trained models. `*` marks the model's own value.", ""]
+          "with the model's k-means seed; the entries are not re-noised; on a model that skips "
+          "k-means, the K rows run full Santa); sigma compares separately trained models. `*` "
+          "marks the model's own value.", ""]
     for param, s in sw.items():
         benches_sw = list(s["cells"])
         header = [PARAM_LABEL[param], "n"] + [
