@@ -59,6 +59,34 @@ def test_caption_pairs_as_text_records_through_the_loader(tmp_path):
         load_training_records([f"captions:{bad}"])
 
 
+def test_label_records_through_the_loader(tmp_path):
+    """`labels:AUDIOTIA` gives N bare-label classification records per label, each phrased
+    with an instruction that label's own records use; captions are not labels."""
+    from mats.data.loading import load_training_records
+
+    tia = tmp_path / "tia.jsonl"
+    rows = [{"text": "A dog barking.", "instruction": "What is the sound?", "answer": "dog",
+             "task": "classification"},
+            {"text": "The sound of a dog.", "instruction": "Classify the sound.", "answer": "dog",
+             "task": "classification"},
+            {"text": "A flute playing.", "instruction": "Which instrument is this?",
+             "answer": "flute", "task": "classification"},
+            {"text": "Rain on a roof.", "instruction": "Describe the audio.",
+             "answer": "Rain on a roof.", "task": "sound_caption"}]
+    write_jsonl(tia, rows)
+    recs = load_training_records([f"labels:{tia}"])
+    n = I.LABEL_RECORDS_PER_LABEL
+    assert [r.text for r in recs] == ["dog"] * n + ["flute"] * n
+    assert all(r.answer == r.text and r.task == "classification" for r in recs)
+    assert {r.instruction for r in recs[:n]} == {"What is the sound?", "Classify the sound."}
+    assert {r.instruction for r in recs[n:]} == {"Which instrument is this?"}
+    assert [r.instruction for r in load_training_records([f"labels:{tia}"])] == [
+        r.instruction for r in recs]  # seeded: the same file gives the same records
+    write_jsonl(tia, rows[3:])
+    with pytest.raises(RecordError, match="no classification"):
+        load_training_records([f"labels:{tia}"])
+
+
 def test_instructions_deterministic_and_seeded():
     path = DATA / "audiocaps" / "val.csv"
     a, b = I.import_audiocaps_csv(path), I.import_audiocaps_csv(path)

@@ -148,6 +148,34 @@ def import_caption_pairs(path: str | Path, seed: int = 0) -> list[AudioTIARecord
     return caption_records(read_pairs(path)[1], "sound_caption", seed)
 
 
+LABEL_RECORDS_PER_LABEL = 20  # 3,800 records for AudioTIA's 190 labels, about 3% of its records
+
+
+def label_records(records: list[AudioTIARecord], per_label: int = LABEL_RECORDS_PER_LABEL,
+                  seed: int = 0) -> list[AudioTIARecord]:
+    """Classification records whose text is the bare label, `per_label` per label of `records`.
+
+    A CLAP's zero-shot prompt is the label itself (mini-CLAP also trains on it), and it sits
+    nearer a clip's audio embedding than the descriptions written from the label; these records
+    teach the decoder that region and put it into Santa's memory. Each instruction is drawn
+    (seeded) from the instructions that label's own records use, so "Which instrument is this?"
+    stays with instruments.
+    """
+    instructions: dict[str, set[str]] = {}
+    for r in records:
+        if r.task == "classification":
+            instructions.setdefault(r.answer, set()).add(r.instruction)
+    if not instructions:
+        raise RecordError("labels: the records hold no classification records to take labels from")
+    rng = random.Random(seed)
+    out = []
+    for label in sorted(instructions):
+        phrasings = sorted(instructions[label])
+        out += [AudioTIARecord(text=label, instruction=rng.choice(phrasings), answer=label,
+                               task="classification") for _ in range(per_label)]
+    return out
+
+
 def import_musiccaps_csv(path: str | Path, seed: int = 0) -> list[AudioTIARecord]:
     """MusicCaps CSV (ytid, ..., caption, ...) -> music_caption records."""
     return _caption_column_csv(path, "music_caption", seed)

@@ -9,7 +9,9 @@ from mats.data.records import AudioTIARecord, RecordError, read_audiotia
 
 def load_training_records(specs: list[str], max_records: int | None = None) -> list[AudioTIARecord]:
     """Each spec is `synthetic:N`, an AudioTIA `.jsonl`, an official MATS `.json` file, or
-    `captions:PAIRS.jsonl`: the captions of (audio, caption) pairs as caption records."""
+    `captions:PAIRS.jsonl`: the captions of (audio, caption) pairs as caption records, or
+    `labels:AUDIOTIA.jsonl`: the bare label as text for each classification label of that file
+    (importers.label_records)."""
     if not specs:
         raise RecordError("data.train is empty: give AudioTIA .jsonl files (or synthetic:N)")
     records: list[AudioTIARecord] = []
@@ -22,6 +24,10 @@ def load_training_records(specs: list[str], max_records: int | None = None) -> l
             from mats.data.importers import import_caption_pairs
 
             records += import_caption_pairs(spec.split(":", 1)[1])
+        elif spec.startswith("labels:"):
+            from mats.data.importers import label_records
+
+            records += label_records(read_audiotia(spec.split(":", 1)[1]))
         elif spec.endswith(".json"):
             from mats.data.importers import import_mats_json
 
