@@ -1,7 +1,8 @@
 """Importers from the real corpora's own formats into our record formats (see records.py).
 
 Text-only training (AudioTIA records):
-    import_audiocaps_csv, import_clotho_csv, import_musiccaps_csv, import_mats_json
+    import_audiocaps_csv, import_clotho_csv, import_musiccaps_csv, import_mats_json,
+    import_caption_pairs, label_records (derived from AudioTIA records)
 Benchmarks (benchmark lines with absolute audio paths):
     import_mmau_json, import_clotho_bench, import_audiocaps_bench, import_esc50_bench
 
@@ -155,9 +156,9 @@ def label_records(records: list[AudioTIARecord], per_label: int = LABEL_RECORDS_
                   seed: int = 0) -> list[AudioTIARecord]:
     """Classification records whose text is the bare label, `per_label` per label of `records`.
 
-    A CLAP's zero-shot prompt is the label itself (mini-CLAP also trains on it), and it sits
-    nearer a clip's audio embedding than the descriptions written from the label; these records
-    teach the decoder that region and put it into Santa's memory. Each instruction is drawn
+    A CLAP's zero-shot prompt is the label itself (mini-CLAP also trains on it), and as a
+    classifier of audio embeddings it beats the descriptions written from the label (README,
+    Measured here); these records teach the decoder that region and put it into Santa's memory. Each instruction is drawn
     (seeded) from the instructions that label's own records use, so "Which instrument is this?"
     stays with instruments.
     """
