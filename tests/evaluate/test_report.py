@@ -209,8 +209,8 @@ def test_ablation_models_replace_the_text_models_in_table_8(built, tmp_path):
                                 models=dataclasses.replace(spec.models, ablation=[other]))
     again = R.Report(spec2, progress=False)
     text = again.build().read_text()
-    modes = {j.model for j in again.wanted if j.ov.get("mode") in {"no_kmeans", "memory_only"}}
-    assert modes == {other}  # the Santa variants ran on the ablation models only
+    santa_models = {j.model for j in again.wanted if j.ov.get("mode") in {"no_kmeans", "memory_only"}}
+    assert santa_models == {other}  # the Santa variants ran on the ablation models only
     note = next(l for l in text.splitlines() if l.startswith("The first four rows"))
     assert f"(`{other}`, trained with sigma = " in note and spec.models.text[0] not in note
 

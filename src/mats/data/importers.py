@@ -158,9 +158,9 @@ def label_records(records: list[AudioTIARecord], per_label: int = LABEL_RECORDS_
 
     A CLAP's zero-shot prompt is the label itself (mini-CLAP also trains on it), and as a
     classifier of audio embeddings it beats the descriptions written from the label (README,
-    Measured here); these records teach the decoder that region and put it into Santa's memory. Each instruction is drawn
-    (seeded) from the instructions that label's own records use, so "Which instrument is this?"
-    stays with instruments.
+    Measured here); these records teach the decoder that region and put it into Santa's
+    memory. Each instruction is drawn (seeded) from the instructions that label's own records
+    use, so "Which instrument is this?" stays with instruments.
     """
     instructions: dict[str, set[str]] = {}
     for r in records:

@@ -107,6 +107,10 @@ class ModelsSpec:
     sigma: dict[float, list[str]] = field(default_factory=dict)
     clap: list[str] = field(default_factory=list)
 
+    def ablation_models(self) -> list[str]:
+        """The models Table 8's Santa variants run on: `ablation`, else the text-only models."""
+        return self.ablation or self.text
+
 
 @dataclass
 class SweepSpec:
@@ -557,7 +561,7 @@ class Report:
         m = self.spec.models
         out: dict[str, dict[str, Cell | None]] = {}
         for key, _, ov in ABLATIONS:
-            models, ov = (m.ablation or m.text, ov) if ov is not None else (m.no_noise, {"mode": "full"})
+            models, ov = (m.ablation_models(), ov) if ov is not None else (m.no_noise, {"mode": "full"})
             out[key] = {b: self.cell(models, b, ov, MAIN_METRIC[self.task(b)]) if models else None
                         for b in self.spec.ablation_benches}
         return out
@@ -859,7 +863,7 @@ def render_markdown(report: Report, data: dict, gap: dict, figures: dict[str, st
                    + ["paper (AudioCaps CIDEr)"], rows)
     if "ablation" in figures:
         L += ["", f"![ablation]({figures['ablation']})"]
-    abl_models = spec.models.ablation or spec.models.text
+    abl_models = spec.models.ablation_models()
     L += ["", f"The first four rows are the same text-only models "
           f"({', '.join(f'`{x}`' for x in abl_models)}, trained with sigma = "
           f"{report.model_cfg(abl_models[0]).noise.sigma:g}) at inference (`--santa mode=...`); "
