@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	# torch is pinned to the CPU build on this disk; a plain `torch` pulls a multi-GB CUDA build.
 	echo "torch==2.13.0" > $(VENV)/torch-constraint.txt
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c $(VENV)/torch-constraint.txt -e '.[dev]'
+	$(BIN)/pip install -q -c $(VENV)/torch-constraint.txt -e '.[dev,lab]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -29,7 +29,7 @@ test: venv
 
 # Rebuild the embedded models (SoundWorld full, mini-CLAP, mini-LM, MATS-mini, MATS-Audio-mini).
 model: venv
-	$(BIN)/python -m mats.build_mini
+	$(BIN)/python -m mats_lab.build_mini --ship-to src/mats/assets $(if $(wildcard ../shared/data),--corpus-data ../shared/data)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -24,7 +24,7 @@ import soundfile as sf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from mats.data import records  # noqa: E402
-from mats.data.soundworld import render  # noqa: E402
+from mats_lab.soundworld import render  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "soundworld"
 

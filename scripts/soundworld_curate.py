@@ -1,4 +1,4 @@
-"""Write src/mats/data/soundworld/curated.json: the curated mapping of SoundWorld recordings.
+"""Write src/mats_lab/soundworld/curated.json: the curated mapping of SoundWorld recordings.
 
 The mapping was written by reading each package's own descriptions (opensfx.cat strings, tuxpaint
 .txt files, drumkit.xml names, file names) next to listen-through statistics of every file
@@ -21,9 +21,9 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from mats.data.soundworld import render, sources  # noqa: E402
+from mats_lab.soundworld import render, sources  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[1] / "src" / "mats" / "data" / "soundworld" / "curated.json"
+OUT = Path(__file__).resolve().parents[1] / "src" / "mats_lab" / "soundworld" / "curated.json"
 
 X = None  # marker: excluded (the third field is the reason)
 

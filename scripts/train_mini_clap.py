@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from mats.clap_train import ClapTrainError, MiniClapTrainConfig, train_on_soundworld
+from mats_lab.clap_train import ClapTrainError, MiniClapTrainConfig, train_on_soundworld
 from mats.config import AudioConfig
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mats.build_mini import ROOT, mats_run_config
+from mats_lab.build_mini import BuildPaths, mats_run_config
 from mats.train import train
 
 MODELS: dict[str, dict] = {
@@ -33,9 +33,11 @@ MODELS: dict[str, dict] = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "mini")
-    ap.add_argument("--data", type=Path, default=ROOT / "data" / "soundworld")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "report")
+    defaults = BuildPaths()
+    ap.add_argument("--work", type=Path, default=defaults.work)
+    ap.add_argument("--data", type=Path, default=defaults.data)
+    ap.add_argument("--preset", type=Path, default=defaults.preset)
+    ap.add_argument("--out", type=Path, default=Path("runs/report"))
     ap.add_argument("--only", nargs="*", choices=sorted(MODELS), default=sorted(MODELS))
     args = ap.parse_args()
     for name in args.only:
@@ -43,7 +45,7 @@ def main() -> None:
         if (out / "final" / "config.json").is_file():
             print(f"{name}: done already ({out / 'final'})")
             continue
-        run = mats_run_config(args.work, args.data, **MODELS[name])
+        run = mats_run_config(BuildPaths(args.work, args.data, args.preset), **MODELS[name])
         final = train(run, out, resume=(out / "checkpoints").is_dir())
         print(f"{name}: {final}")
 

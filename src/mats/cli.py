@@ -107,7 +107,7 @@ def evaluate(bench: str = typer.Option(..., help="Benchmark name, spec or JSONL 
 def report(spec: Path = typer.Argument(..., help="Report spec (YAML): models, benchmarks, limits."),
            out: Optional[Path] = typer.Option(None, help="Output directory (default: the spec's out).")):
     """Write the results report (tables, ablations, sweeps, modality gap) as README.md + PNGs."""
-    from mats.evaluate.report import run_report
+    from mats_lab.report.report import run_report
 
     typer.echo(f"report written to {run_report(spec, out)}")
 
@@ -136,7 +136,7 @@ def data_build(profile: str = typer.Option("tiny", help="tiny | full"),
                out: Path = typer.Option(Path("data/soundworld"), help="Output directory."),
                seed: int = typer.Option(0)):
     """Build SoundWorld: recordings, scenes, CLAP pairs, AudioTIA records, benchmarks."""
-    from mats.data.soundworld import build
+    from mats_lab.soundworld import build
 
     summary = build(profile, out, seed=seed)
     typer.echo(json.dumps(summary, indent=2))

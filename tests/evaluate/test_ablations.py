@@ -143,7 +143,7 @@ def test_memory_modes_need_a_memory(pipe):
 
 
 def test_zero_shot_matches_clap_train_evaluation(pipe, tmp_path):
-    from mats.clap_train import DEFAULT_PROMPT, evaluate_clap
+    from mats_lab.clap_train import DEFAULT_PROMPT, evaluate_clap
     from mats.evaluate.runner import evaluate
 
     assert A.ZERO_SHOT_PROMPT == DEFAULT_PROMPT

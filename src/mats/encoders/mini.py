@@ -17,7 +17,7 @@ axes, the (channels x bins) of each frame flattened into features, then residual
 over time with two halvings, and mean + max pooling over time. Treating frequency as channels
 after the stem makes it several times cheaper than a CNN that stays 2-D throughout: the default
 (1.1M parameters) trains at ~0.5 s per step of 64 five-second clips on one core, augmentation
-included. Train with mats.clap_train.
+included. Train with mats_lab.clap_train.
 """
 
 from __future__ import annotations
@@ -359,7 +359,7 @@ def load_mini_clap(directory: Path) -> MiniClap:
     config_file, weights_file = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     for file in (config_file, weights_file):
         if not file.is_file():
-            raise EncoderError(f"{directory}: not a mini-CLAP directory (no {file.name}; write one with mats.clap_train)")
+            raise EncoderError(f"{directory}: not a mini-CLAP directory (no {file.name}; write one with mats_lab.clap_train)")
     try:
         meta = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
@@ -387,6 +387,6 @@ def build_mini(cfg: EncoderConfig, base_dir: Path | None) -> MiniClapEncoder:
     if path is None:
         raise EncoderError(
             "the mini backend needs encoder.path: a directory written by mini-CLAP training "
-            "(mats.clap_train.train_mini_clap) or by MiniClapEncoder.export"
+            "(mats_lab.clap_train.train_mini_clap) or by MiniClapEncoder.export"
         )
     return MiniClapEncoder(load_mini_clap(path), batch_size=int(cfg.options.get("batch_size", DEFAULT_BATCH_SIZE)))

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from mats.clap_train import DEFAULT_PROMPT as ZERO_SHOT_PROMPT  # one prompt for both zero-shot paths
+from mats_lab.clap_train import DEFAULT_PROMPT as ZERO_SHOT_PROMPT  # one prompt for both zero-shot paths
 from mats.config import SantaConfig
 from mats.noise import l2_normalize
 from mats.santa import MODES, SantaMemory, cluster_memory
@@ -141,7 +141,7 @@ class ClapZeroShot:
     """The CLAP encoder alone (Table 1's CLAP row): cosine between the audio embedding and the
     text embedding of each candidate, the best one wins.
 
-    classify: candidates are `ZERO_SHOT_PROMPT.format(label=...)` (as mats.clap_train's
+    classify: candidates are `ZERO_SHOT_PROMPT.format(label=...)` (as mats_lab.clap_train's
     evaluate_clap); choose: candidates are the option texts as written. Captioning and open
     questions need a language model, so `caption` and `ask` raise.
     """

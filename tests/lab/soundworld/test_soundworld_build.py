@@ -16,9 +16,9 @@ import pytest
 import soundfile as sf
 
 from mats.data import records
-from mats.data.soundworld import build, sources
-from mats.data.soundworld.build import BENCHES
-from mats.data.soundworld.splits import CLAP, HELDOUT
+from mats_lab.soundworld import build, sources
+from mats_lab.soundworld.build import BENCHES
+from mats_lab.soundworld.splits import CLAP, HELDOUT
 
 MISSING = [t for t in ("apt-get", "dpkg-deb", "fluidsynth", "espeak-ng") if shutil.which(t) is None]
 pytestmark = pytest.mark.skipif(

@@ -8,10 +8,10 @@ import wave
 
 import numpy as np
 
-from mats.data.soundworld import render, sources, text
-from mats.data.soundworld.catalogue import Clip, Recording
-from mats.data.soundworld.scenes import Event, Scene
-from mats.data.soundworld.splits import CLAP, HELDOUT, assign_splits
+from mats_lab.soundworld import render, sources, text
+from mats_lab.soundworld.catalogue import Clip, Recording
+from mats_lab.soundworld.scenes import Event, Scene
+from mats_lab.soundworld.splits import CLAP, HELDOUT, assign_splits
 
 
 def _wav_bytes() -> bytes:

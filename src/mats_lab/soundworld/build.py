@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .. import records
+from mats.data import records
 from . import catalogue, render, scenes, sources, text
 from .catalogue import Recording, pick, stable_rng
 from .splits import CLAP, HELDOUT, assign_splits, split_counts
@@ -333,7 +333,7 @@ def build(profile: str, out: Path, seed: int = 0, cache: Path | None = None, pro
     return summary
 
 
-def main() -> None:  # python -m mats.data.soundworld.build PROFILE OUT
+def main() -> None:  # python -m mats_lab.soundworld.build PROFILE OUT
     import sys
 
     s = build(sys.argv[1], Path(sys.argv[2]))

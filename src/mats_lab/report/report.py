@@ -1,6 +1,6 @@
 """`mats report`: the paper's tables, ablations, sweeps and modality-gap figure on SoundWorld.
 
-    from mats.evaluate.report import load_spec, build_report
+    from mats_lab.report.report import load_spec, build_report
     build_report(load_spec("report.yaml"))          # -> docs/results/README.md + PNG figures
 
 The spec (YAML; paths are relative to the working directory, unknown keys are errors):
@@ -598,7 +598,7 @@ class Report:
         """Gap numbers and 2-D points for the first text-only model (cached like evaluations);
         `pipe`: that model already loaded (else it is loaded here if the gap is not cached)."""
         from mats import api
-        from mats.evaluate.gap import compute_gap
+        from mats_lab.report.gap import compute_gap
 
         g = self.spec.gap
         model = self.spec.models.text[0]
@@ -636,8 +636,8 @@ class Report:
         return self.out / "README.md"
 
     def _figures(self, data: dict, gap: dict) -> dict[str, str]:
-        from mats.evaluate import plots
-        from mats.evaluate.gap import plot_gap
+        from mats_lab.report import plots
+        from mats_lab.report.gap import plot_gap
 
         figs = {"gap": plot_gap(gap, self.out / "gap.png").name}
         panels = []
@@ -789,7 +789,7 @@ def _commands(report: Report, cells: list[tuple[str, Cell]]) -> list[str]:
 def render_markdown(report: Report, data: dict, gap: dict, figures: dict[str, str]) -> str:
     spec = report.spec
     L: list[str] = ["# MATS on SoundWorld: results", "",
-                    "Written by `mats report` (src/mats/evaluate/report.py) from the spec below; "
+                    "Written by `mats report` (src/mats_lab/report/) from the spec below; "
                     "do not edit by hand. Numbers are fractions (accuracy) or caption-metric "
                     "scores; `a ± b` is the mean and sample standard deviation over the n "
                     "models (training seeds) of a row; `n/a`: not available; `—`: the row cannot "
@@ -905,14 +905,14 @@ def render_markdown(report: Report, data: dict, gap: dict, figures: dict[str, st
           f"CLAP + noise: the text side noised as in training (sigma = {gap['sigma']}, seed "
           f"{gap['seed']}). Memory only / Santa: the audio side replaced by Santa's output in that "
           "mode. One PCA is fitted on all points of all panels, so the panels share axes.", ""]
-    from mats.evaluate.gap import PANELS
+    from mats_lab.report.gap import PANELS
 
     rows = [[name, f"{num['centroid_distance']:.4f}", f"{num['paired_cosine']:.4f}", str(num["n"])]
             for name in PANELS if (num := gap["numbers"].get(name))]
     L += _md_table(["Panel", "centroid distance", "mean paired cosine", "n"], rows)
     L += ["", "centroid distance = ‖mean(audio) − mean(text)‖ of L2-normalised embeddings; "
           "mean paired cosine = mean cos(audio_i, text_i) (`mats.santa.modality_gap`). These "
-          "numbers come from `mats.evaluate.gap.compute_gap(mats.load(MODEL), rows, seed)`, not "
+          "numbers come from `mats_lab.report.gap.compute_gap(mats.load(MODEL), rows, seed)`, not "
           "from `mats eval`.", ""]
 
     # -- setup

@@ -8,7 +8,7 @@ import torch
 from conftest import write_tone
 
 from mats.config import SantaConfig
-from mats.evaluate.gap import GapError, compute_gap, gap_numbers, gap_panels, paired_text, pca_2d, plot_gap
+from mats_lab.report.gap import GapError, compute_gap, gap_numbers, gap_panels, paired_text, pca_2d, plot_gap
 from mats.noise import inject_noise
 from mats.santa import build_memory, santa_project
 

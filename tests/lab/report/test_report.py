@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mats.evaluate import report as R
-from mats.evaluate.report import Cell, ReportError, Stat
+from mats_lab.report import report as R
+from mats_lab.report.report import Cell, ReportError, Stat
 
 MISSING = [t for t in ("apt-get", "dpkg-deb", "fluidsynth", "espeak-ng") if shutil.which(t) is None]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -117,7 +117,7 @@ def _fake_caption_metrics(predictions, references, spice_jars=None):
 def built(trained_tiny, tmp_path_factory):
     if MISSING:
         pytest.skip(f"SoundWorld needs Debian tools {MISSING}")
-    from mats.data.soundworld import build
+    from mats_lab.soundworld import build
 
     root = tmp_path_factory.mktemp("report")
     build("tiny", root / "sw", progress=False)
@@ -181,7 +181,7 @@ def test_cached_rerun_does_no_evaluation_work(built):
 
     mp.setattr("mats.api.load", forbidden)
     mp.setattr("mats.evaluate.runner.evaluate", forbidden)
-    mp.setattr("mats.evaluate.gap.compute_gap", forbidden)
+    mp.setattr("mats_lab.report.gap.compute_gap", forbidden)
     again = R.Report(spec, progress=False)
     assert again.build().read_text() == first and again.computed == []
     mp.undo()
@@ -216,10 +216,10 @@ def test_ablation_models_replace_the_text_models_in_table_8(built, tmp_path):
 
 
 def test_the_shipped_report_spec_is_valid():
-    spec = R.load_spec(Path(__file__).resolve().parents[2] / "configs" / "report" / "mats-mini.yaml")
+    spec = R.load_spec(Path(__file__).resolve().parents[3] / "configs" / "report" / "mats-mini.yaml")
     assert spec.out == "docs/results" and spec.models.text and spec.models.audio
     names = {Path(m).parent.name for ms in (spec.models.text, spec.models.audio, spec.models.ablation,
                                              spec.models.no_noise,
                                              *spec.models.sigma.values()) for m in ms}
-    script = (Path(__file__).resolve().parents[2] / "scripts" / "train_report_models.py").read_text()
+    script = (Path(__file__).resolve().parents[3] / "scripts" / "train_report_models.py").read_text()
     assert all(n in {"mats", "mats-audio"} or f'"{n}"' in script for n in names)

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-from mats.clap_train import (
+from mats_lab.clap_train import (
     _ema_update,
     _label_caption,
     AugmentConfig,

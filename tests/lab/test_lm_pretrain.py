@@ -9,7 +9,7 @@ import torch
 from mats.config import LMConfig, PromptConfig
 from mats.data.records import write_jsonl
 from mats.lm import build_lm, train_bpe
-from mats.lm_pretrain import (
+from mats_lab.lm_pretrain import (
     IGNORE,
     MiniLMConfig,
     PretrainError,
@@ -32,7 +32,7 @@ from mats.lm_pretrain import (
     tune_slot,
 )
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 SOUNDS = ["a dog barks", "rain falls on a roof", "a car horn honks", "a bell rings twice",
           "birds chirp at dawn", "a man speaks loudly", "water drips slowly", "a cat meows"]
@@ -188,7 +188,7 @@ def test_training_is_seeded_and_the_saved_model_gives_identical_logits(tmp_path)
     a = train_mini_lm(small_corpus(), cfg, progress=False)
     b = train_mini_lm(small_corpus(), cfg, progress=False)
     assert a.summary["val_loss"] == b.summary["val_loss"]
-    from mats.lm_pretrain import save_mini_lm
+    from mats_lab.lm_pretrain import save_mini_lm
 
     save_mini_lm(a, tmp_path / "lm")
     model, tok = build_lm(LMConfig(backend="hf", path=str(tmp_path / "lm")))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from mats.config import SantaConfig
-from mats.evaluate.plots import _pyplot, save_figure
+from mats_lab.report.plots import _pyplot, save_figure
 from mats.noise import inject_noise, l2_normalize
 from mats.santa import SantaMemory, modality_gap, santa_project
 

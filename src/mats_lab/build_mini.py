@@ -1,6 +1,10 @@
 """`make model`: rebuild the embedded models from a clean machine, stage by stage.
 
-    python -m mats.build_mini [--work runs/mini] [--data data/soundworld] [--force STAGE ...]
+    python -m mats_lab.build_mini --ship-to DIR [--work runs/mini] [--data data/soundworld]
+        [--preset configs/mats-mini.yaml] [--corpus-data ../shared/data] [--force STAGE ...]
+
+Every path is an argument (relative ones to the working directory); nothing is written into the
+installed package: `make model` passes `--ship-to src/mats/assets`, the source tree's copy.
 
 Stages (each skipped when its output exists, so an interrupted build resumes where it stopped):
   1. soundworld  `mats data build --profile full`                   -> DATA/
@@ -10,7 +14,7 @@ Stages (each skipped when its output exists, so an interrupted build resumes whe
                  the audio slot                                       -> WORK/lm/
   5. mats        MATS-mini, text-only on AudioTIA (configs/mats-mini.yaml) -> WORK/mats/
   6. audio       MATS-Audio-mini, the same budget on clap audio embeddings -> WORK/mats-audio/
-  7. ship        fp16 copies into src/mats/assets/{mats-mini, mats-audio-mini} (+ a demo clip)
+  7. ship        fp16 copies into SHIP_TO/{mats-mini, mats-audio-mini} (+ a demo clip)
 Stages 2-3 (one lane) run side by side with 4, and 5 with 6, one torch thread each (`--jobs 1`:
 in turn): each needs only what earlier stages built. Every stage prints what it built; WORK/build.json
 collects the figures, the wall time of the last run (`last_run`) and of the last whole build
@@ -25,14 +29,21 @@ import multiprocessing
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mats.api import ASSETS
 
-ROOT = Path(__file__).resolve().parents[2]
-PRESET = ROOT / "configs" / "mats-mini.yaml"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+@dataclass(frozen=True)
+class BuildPaths:
+    """Where a build reads and writes; every one is an argument of `main`."""
+
+    work: Path = Path("runs/mini")  # stage outputs, caches, build.json
+    data: Path = Path("data/soundworld")  # SoundWorld
+    preset: Path = Path("configs/mats-mini.yaml")  # the MATS-mini training preset
+    ship_to: Path | None = None  # where `ship` writes the fp16 models (required by that stage)
+    corpus_data: Path | None = None  # optional real caption files for the mini-LM corpus
+
+
 STAGES = ("soundworld", "clap", "embed", "lm", "mats", "audio", "ship")
 # A stage is done when its output exists (see stage_output for where).
 STAGE_OUTPUT = {
@@ -42,7 +53,7 @@ STAGE_OUTPUT = {
     "lm": Path("lm/config.json"),
     "mats": Path("mats/final/config.json"),
     "audio": Path("mats-audio/final/config.json"),
-    # In WORK, not ASSETS: a checkout already holds shipped assets, and a fresh build must
+    # In WORK, not SHIP_TO: a checkout already holds shipped assets, and a fresh build must
     # replace them with its own.
     "ship": Path("shipped.json"),
 }
@@ -52,9 +63,9 @@ STAGE_OUTPUT = {
 GROUPS = ((("soundworld",),), (("clap", "embed"), ("lm",)), (("mats",), ("audio",)), (("ship",),))
 
 
-def stage_output(stage: str, work: Path, data: Path) -> Path:
+def stage_output(stage: str, paths: BuildPaths) -> Path:
     """The file whose presence marks `stage` as built: under DATA (soundworld) or WORK."""
-    return (data if stage == "soundworld" else work) / STAGE_OUTPUT[stage]
+    return (paths.data if stage == "soundworld" else paths.work) / STAGE_OUTPUT[stage]
 
 
 def _log(summary: dict, stage: str, result: dict, seconds: float, work: Path) -> None:
@@ -64,11 +75,12 @@ def _log(summary: dict, stage: str, result: dict, seconds: float, work: Path) ->
           f"{json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, default=str)}")
 
 
-def mats_run_config(work: Path, data: Path, audio: bool = False, seed: int = 0, sigma: float | None = None):
+def mats_run_config(paths: BuildPaths, audio: bool = False, seed: int = 0, sigma: float | None = None):
     """The MATS-mini preset pointed at this build's encoder, LM and data."""
     from mats.config import load_config
 
-    run = load_config(PRESET)
+    work, data = paths.work, paths.data
+    run = load_config(paths.preset)
     run.model.encoder.path = str((work / "clap").resolve())
     run.model.lm.path = str((work / "lm").resolve())
     run.data.cache_dir = str((work / "cache").resolve())
@@ -87,26 +99,25 @@ def mats_run_config(work: Path, data: Path, audio: bool = False, seed: int = 0, 
     return run
 
 
-def ship(src: Path, name: str, demo_clip: Path | None = None) -> None:
-    """Write an fp16, self-contained copy of a trained model into the package."""
+def ship(src: Path, dest: Path, demo_clip: Path | None = None) -> None:
+    """Write an fp16, self-contained copy of a trained model to `dest`."""
     from mats.model import MATS
 
-    dest = ASSETS / name
     shutil.rmtree(dest, ignore_errors=True)
     MATS.from_pretrained(src).save_pretrained(dest, half=True, bundle=True)
     if demo_clip is not None:
         shutil.copy(demo_clip, dest / "demo.wav")
 
 
-def share_bases(twin: str, base: str) -> None:
+def share_bases(assets: Path, twin: str, base: str) -> None:
     """Point the twin's config at the base model's encoder and LM (shipped once, not twice)."""
-    cfg_path = ASSETS / twin / "config.json"
+    cfg_path = assets / twin / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["lm"]["path"] = f"../{base}/lm"
     cfg["encoder"]["path"] = f"../{base}/encoder"
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
-    shutil.rmtree(ASSETS / twin / "lm")
-    shutil.rmtree(ASSETS / twin / "encoder")
+    shutil.rmtree(assets / twin / "lm")
+    shutil.rmtree(assets / twin / "encoder")
 
 
 def pick_demo_clip(data: Path) -> Path:
@@ -120,29 +131,30 @@ def pick_demo_clip(data: Path) -> Path:
     return Path(rows[0]["audio"])
 
 
-def run_stage(stage: str, work: Path, data: Path) -> dict:
+def run_stage(stage: str, paths: BuildPaths) -> dict:
     """Build one stage's output; returns its figures for build.json."""
+    work, data = paths.work, paths.data
     if stage == "soundworld":
-        from mats.data.soundworld import build
+        from mats_lab.soundworld import build
 
         return build("full", data)
     if stage == "clap":
-        from mats.clap_train import train_on_soundworld
+        from mats_lab.clap_train import train_on_soundworld
         from mats.config import load_config
 
-        return train_on_soundworld(data, work / "clap", audio_cfg=load_config(PRESET).model.audio)
+        return train_on_soundworld(data, work / "clap", audio_cfg=load_config(paths.preset).model.audio)
     if stage == "embed":
         from mats.train import fill_embedding_cache
 
-        filled = {name: fill_embedding_cache(mats_run_config(work, data, audio=name == "audio"))
+        filled = {name: fill_embedding_cache(mats_run_config(paths, audio=name == "audio"))
                   for name in ("mats", "audio")}
-        stage_output(stage, work, data).write_text(json.dumps(filled) + "\n")
+        stage_output(stage, paths).write_text(json.dumps(filled) + "\n")
         return {f"{name}_records": n for name, n in filled.items()}
     if stage == "lm":
         from mats.data.records import read_audiotia
-        from mats.lm_pretrain import collect_corpus, pretrain_mini_lm
+        from mats_lab.lm_pretrain import collect_corpus, pretrain_mini_lm
 
-        corpus = collect_corpus(data, SHARED_DATA if SHARED_DATA.is_dir() else None)
+        corpus = collect_corpus(data, paths.corpus_data)
         slot_records = read_audiotia(data / "audiotia" / "train.jsonl")
         return pretrain_mini_lm(corpus, work / "lm", slot_records=slot_records)
     if stage in ("mats", "audio"):
@@ -150,24 +162,27 @@ def run_stage(stage: str, work: Path, data: Path) -> dict:
 
         run = work / ("mats" if stage == "mats" else "mats-audio")
         shutil.rmtree(run, ignore_errors=True)
-        train(mats_run_config(work, data, audio=stage == "audio"), run)
+        train(mats_run_config(paths, audio=stage == "audio"), run)
         return _tail_metrics(run)
     if stage == "ship":
-        ship(work / "mats" / "final", "mats-mini", pick_demo_clip(data))
-        ship(work / "mats-audio" / "final", "mats-audio-mini")
-        share_bases("mats-audio-mini", "mats-mini")
-        shipped = {"assets_bytes": sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())}
-        stage_output(stage, work, data).write_text(json.dumps(shipped) + "\n")
+        assets = paths.ship_to
+        if assets is None:
+            raise ValueError("the ship stage needs --ship-to DIR (make model passes src/mats/assets)")
+        ship(work / "mats" / "final", assets / "mats-mini", pick_demo_clip(data))
+        ship(work / "mats-audio" / "final", assets / "mats-audio-mini")
+        share_bases(assets, "mats-audio-mini", "mats-mini")
+        shipped = {"assets_bytes": sum(p.stat().st_size for p in assets.rglob("*") if p.is_file())}
+        stage_output(stage, paths).write_text(json.dumps(shipped) + "\n")
         return shipped
     raise ValueError(f"unknown stage {stage!r}")
 
 
-def _run_lane(lane: list[str], work: Path, data: Path) -> list[tuple[str, dict, float]]:
+def _run_lane(lane: list[str], paths: BuildPaths) -> list[tuple[str, dict, float]]:
     """Run a lane's stages in turn: (stage, figures, seconds) for each."""
     done = []
     for stage in lane:
         t = time.perf_counter()
-        done.append((stage, run_stage(stage, work, data), time.perf_counter() - t))
+        done.append((stage, run_stage(stage, paths), time.perf_counter() - t))
     return done
 
 
@@ -180,13 +195,19 @@ def _one_thread() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "mini")
-    ap.add_argument("--data", type=Path, default=ROOT / "data" / "soundworld")
+    defaults = BuildPaths()
+    ap.add_argument("--work", type=Path, default=defaults.work)
+    ap.add_argument("--data", type=Path, default=defaults.data)
+    ap.add_argument("--preset", type=Path, default=defaults.preset)
+    ap.add_argument("--ship-to", type=Path, default=None, help="where the ship stage writes the models")
+    ap.add_argument("--corpus-data", type=Path, default=None,
+                    help="real caption files (audiocaps/, clotho/, musiccaps/, wavcaps/) for the mini-LM corpus")
     ap.add_argument("--force", nargs="*", default=[], choices=STAGES, help="re-run these stages")
     ap.add_argument("--until", choices=STAGES, default="ship", help="stop after this stage")
     ap.add_argument("--jobs", type=int, default=2, help="lanes of one group run side by side (1: in turn)")
     args = ap.parse_args(argv)
-    work, data = args.work, args.data
+    paths = BuildPaths(args.work, args.data, args.preset, args.ship_to, args.corpus_data)
+    work = paths.work
     work.mkdir(parents=True, exist_ok=True)
     summary: dict = json.loads((work / "build.json").read_text()) if (work / "build.json").is_file() else {}
     last = STAGES.index(args.until)
@@ -194,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     ran: list[str] = []
 
     def todo(stage: str) -> bool:
-        return STAGES.index(stage) <= last and (stage in args.force or not stage_output(stage, work, data).exists())
+        return STAGES.index(stage) <= last and (stage in args.force or not stage_output(stage, paths).exists())
 
     for group in GROUPS:
         lanes = [pending for lane in group if (pending := [s for s in lane if todo(s)])]
@@ -202,10 +223,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[{' | '.join(' -> '.join(lane) for lane in lanes)}] side by side, one torch thread each")
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(len(lanes), mp_context=ctx, initializer=_one_thread) as pool:
-                futures = [pool.submit(_run_lane, lane, work, data) for lane in lanes]
+                futures = [pool.submit(_run_lane, lane, paths) for lane in lanes]
                 done = [row for f in futures for row in f.result()]
         else:
-            done = [row for lane in lanes for row in _run_lane(lane, work, data)]
+            done = [row for lane in lanes for row in _run_lane(lane, paths)]
         for stage, result, seconds in done:
             _log(summary, stage, result, seconds, work)
             ran.append(stage)

@@ -1,30 +1,32 @@
 import json
+from pathlib import Path
 
 import pytest
 
-from mats import build_mini
+from mats_lab import build_mini
+
+PRESET = Path(__file__).resolve().parents[2] / "configs" / "mats-mini.yaml"
 
 
 @pytest.fixture
 def fake_stages(monkeypatch, tmp_path):
     """run_stage replaced by one that records the call and writes the stage's output."""
     calls: list[str] = []
-    assets = tmp_path / "assets"
 
-    def fake(stage, work, data):
+    def fake(stage, paths):
         calls.append(stage)
-        out = build_mini.stage_output(stage, work, data)
+        out = build_mini.stage_output(stage, paths)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("{}")
         return {"built": stage}
 
     monkeypatch.setattr(build_mini, "run_stage", fake)
-    monkeypatch.setattr(build_mini, "ASSETS", assets)
     return calls
 
 
 def _main(tmp_path, *extra):
-    build_mini.main(["--work", str(tmp_path / "work"), "--data", str(tmp_path / "data"), "--jobs", "1", *extra])
+    build_mini.main(["--work", str(tmp_path / "work"), "--data", str(tmp_path / "data"),
+                     "--ship-to", str(tmp_path / "assets"), "--jobs", "1", *extra])
     return json.loads((tmp_path / "work" / "build.json").read_text())
 
 
@@ -77,11 +79,12 @@ def test_text_only_on_audiotia_twin_on_clap_audio(tmp_path):
     data = tmp_path / "data"
     write_jsonl(data / "audiotia" / "train.jsonl", [{"text": "Rain.", "instruction": "Is it raining?",
                                                      "answer": "yes", "task": "aqa"}])
-    text = build_mini.mats_run_config(tmp_path / "work", data)
-    twin = build_mini.mats_run_config(tmp_path / "work", data, audio=True)
+    paths = build_mini.BuildPaths(tmp_path / "work", data, PRESET)
+    text = build_mini.mats_run_config(paths)
+    twin = build_mini.mats_run_config(paths, audio=True)
     assert [(r.task, r.answer) for r in load_training_records(text.data.train)] == [("aqa", "yes")]
     assert text.data.audio_pairs == [] and text.model.santa.mode != "noise_only"  # uses a memory
-    assert build_mini.mats_run_config(tmp_path / "work", data, sigma=0.003).model.noise.sigma == 0.003
+    assert build_mini.mats_run_config(paths, sigma=0.003).model.noise.sigma == 0.003
     assert twin.data.train == [] and twin.data.audio_pairs == [str(data / "clap" / "train.jsonl")]
     assert twin.model.noise.sigma == 0.0 and twin.model.santa.mode == "noise_only"
     assert text.train == twin.train  # the same budget
