@@ -1,4 +1,4 @@
-"""Write the extra benchmark files the README's figures use, from a SoundWorld `full` build.
+"""Write the extra benchmark files docs/experiments.md uses, from a SoundWorld `full` build.
 
     python scripts/extra_benches.py [--data data/soundworld] [--clap runs/mini/clap] [--out runs/evals]
 

@@ -14,7 +14,22 @@ import soundfile as sf  # noqa: E402
 from mats.config import RunConfig, load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The full real public files (caption, QA and label files; see ../shared/data/README.md) when
+# they lie beside the repository. MATS_SHARED_DATA overrides the place: a path that does not
+# exist shows what a fresh clone runs.
+SHARED_DATA = Path(os.environ.get("MATS_SHARED_DATA") or ROOT.parent / "shared" / "data")
+# A few rows of each of those files, copied byte for byte (tests/fixtures/README.md): what the
+# tests read by default, so that they pass from a fresh clone.
+FIXTURE_DATA = ROOT / "tests" / "fixtures" / "data"
+
+
+def shared_file(rel: str) -> Path:
+    """SHARED_DATA / rel, or skip the calling test: it needs the full file, not the fixture rows."""
+    path = SHARED_DATA / rel
+    if not path.is_file():
+        pytest.skip(f"../shared/data not beside the repository: {path} not found "
+                    "(the full real file; MATS_SHARED_DATA names another place)")
+    return path
 
 
 def tiny_run_config(cache_dir: Path | None, **train) -> RunConfig:

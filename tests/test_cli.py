@@ -59,6 +59,44 @@ def test_train_with_a_bad_config_is_one_line(tmp_path):
     assert r.returncode != 0 and "learning_rate" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_train_takes_dotted_overrides_in_both_spellings(tmp_path):
+    """--set KEY=VALUE and litgpt's --KEY VALUE / --KEY=VALUE set fields of the preset; the run's
+    config.yaml records them. The overrides also shrink the tiny preset to a few seconds."""
+    import yaml
+
+    out = tmp_path / "run"
+    mats("train", "configs/tiny.yaml", "--out", out, "--max-steps", 2,
+         "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "data.train=[synthetic:300]",
+         "--model.santa.memory_size", 200, "--train.lr=1e-3", "--train.log-every", 1)
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["train"]["lr"] == 1e-3 and cfg["train"]["log_every"] == 1
+    assert cfg["model"]["santa"]["memory_size"] == 200 and cfg["data"]["train"] == ["synthetic:300"]
+    assert (out / "final" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--train.lr", "fast"], "train.lr must be a float, got 'fast'"),
+    (["--set", "model.santa.mode=everything"], "model.santa.mode must be one of"),
+    (["--max-step", "3"], "no such option --max-step (did you mean --max-steps?)"),
+    (["--lr", "3"], "unknown key lr (did you mean train.lr?)"),
+    (["--train.lr"], "needs a value"),
+])
+def test_train_rejects_bad_overrides_in_one_line(tmp_path, args, message):
+    r = mats("train", "configs/tiny.yaml", "--out", tmp_path / "out", *args, check=False)
+    assert r.returncode != 0 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_train_help_says_how_to_override_and_lists_the_fields():
+    import dataclasses
+
+    from mats.config import TrainConfig
+
+    text = " ".join(mats("train", "--help").stdout.split())  # whatever the terminal's width
+    assert "--set" in text and "--train.lr 3e-4" in text
+    assert all(f.name in text for f in dataclasses.fields(TrainConfig))
+
+
 def test_sigma_estimates_from_pairs_with_each_rule(trained_tiny, tmp_path):
     from conftest import write_tone
 

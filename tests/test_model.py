@@ -6,7 +6,7 @@ from safetensors.torch import load_file, save_file
 
 from mats.config import load_config
 from mats.data.synthetic import synthetic_records
-from mats.model import IGNORE, MATS, WEIGHTS, ModelError
+from mats.model import IGNORE, MATS, WEIGHTS, ModelError, split_template
 
 from conftest import ROOT
 
@@ -114,3 +114,15 @@ def test_trained_model_round_trip_and_batched_generation(trained_tiny):
     assert again.generate(z, questions) == batched
     beams = model.generate(z, questions, num_beams=3)
     assert len(beams) == 3 and all(isinstance(x, str) for x in beams)
+
+
+def test_the_chat_template_is_split_around_its_two_slots():
+    from mats.config import PromptConfig
+
+    template = PromptConfig().template
+    pre, mid, tail = split_template(template)
+    assert (pre, mid, tail) == ("User: <audio>", "</audio> ", "\nAssistant:")
+    assert pre + "A" + mid + "Q" + tail == template.format(audio="A", instruction="Q")
+    for bad in ("no slots", "{instruction} then {audio}", "{audio} only"):
+        with pytest.raises(ValueError, match="template"):
+            split_template(bad)

@@ -10,8 +10,7 @@ import yaml
 from safetensors.torch import load_file
 
 from mats.config import to_dict
-from mats.train import (TrainError, batch_indices, length_grouped_batches, lr_lambda, record_probabilities,
-                        train)
+from mats.train import TrainError, batch_indices, length_grouped_batches, record_probabilities, train
 
 from conftest import ROOT, tiny_run_config
 
@@ -68,16 +67,6 @@ def test_length_groups_cut_the_same_rows_into_batches_of_similar_length():
 def test_negative_length_groups_is_an_error(tmp_path):
     with pytest.raises(TrainError, match="length_groups"):
         train(tiny_run_config(tmp_path / "cache", max_steps=2, length_groups=-1), tmp_path / "run", progress=False)
-
-
-def test_schedule_warms_up_then_decays():
-    from mats.config import TrainConfig
-
-    f = lr_lambda(TrainConfig(warmup_steps=10, schedule="linear"), 110)
-    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
-    assert f(60) == pytest.approx(0.5) and f(110) == 0.0
-    g = lr_lambda(TrainConfig(warmup_steps=0, schedule="cosine"), 100)
-    assert g(50) == pytest.approx(0.5)
 
 
 def test_metrics_log_and_final_model(tmp_path):

@@ -12,11 +12,9 @@ from typing import Any
 
 import torch
 
+from mats.data.instructions import CAPTION_INSTRUCTION, CLASSIFY_INSTRUCTION
 from mats.data.records import mcq_prompt
 from mats.model import MATS, ModelError
-
-CAPTION_INSTRUCTION = "Describe the audio."
-CLASSIFY_INSTRUCTION = "What is the sound?"
 
 # Embedded models shipped inside the package (directory names under mats/assets/).
 ASSETS = Path(__file__).parent / "assets"

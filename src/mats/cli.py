@@ -6,6 +6,7 @@ Errors are one clear line on stderr and a non-zero exit code, never a traceback
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from mats.config import SigmaRule
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="MATS: an audio-language model trained with text-only supervision.")
@@ -70,15 +73,47 @@ def choose(audio: Path, question: str, choices: str = typer.Option(..., help='"a
     _emit({"audio": str(audio), "question": question, "answer": answer}, as_json, answer)
 
 
-@app.command()
-def train(config: Path, out: Path = typer.Option(Path("runs/latest"), help="Output directory."),
+def _fields_help(cls: type) -> str:
+    """The dotted fields of a config dataclass, one paragraph per section (for --help)."""
+    from mats.config import field_types
+
+    sections: dict[str, list[str]] = {}
+    for key in field_types(cls):
+        section, _, name = key.rpartition(".")
+        sections.setdefault(section, []).append(name)
+    return "\n\n".join(f"{section}: {', '.join(names)}" for section, names in sections.items())
+
+
+def _train_help() -> str:
+    from mats.config import RunConfig
+
+    return (
+        "Train text-only from a YAML preset (torchrun -m mats train ... for DDP).\n\n"
+        "Any field of the preset can be set after CONFIG, by its dotted YAML key: "
+        "--set train.lr=3e-4 (repeatable) or --train.lr 3e-4 / --train.lr=3e-4. Values are read as "
+        "YAML (3e-4, true, null, \\[a, b]) and checked against the field's type; an unknown key is an "
+        "error. The fields (types and defaults: mats.config.RunConfig):\n\n" + _fields_help(RunConfig)
+    )
+
+
+@app.command(help=_train_help(), context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(ctx: typer.Context, config: Path,
+          out: Path = typer.Option(Path("runs/latest"), help="Output directory."),
           max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps."),
-          resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out.")):
-    """Train text-only from a YAML preset (torchrun -m mats train ... for DDP)."""
-    from mats.config import load_config
+          resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
+          set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                         help="Set a field of the preset, e.g. train.lr=3e-4; repeatable.")):
+    from mats.config import ConfigError, apply_overrides, cli_overrides, load_config
     from mats.train import train as run_train
 
-    final = run_train(load_config(config), out, max_steps=max_steps, resume=resume)
+    options = [o for p in ctx.command.params for o in p.opts if o.startswith("--")]
+    for arg in ctx.args:  # a mistyped option of this command (--max-step 5), not a field
+        name = arg.partition("=")[0]
+        close = difflib.get_close_matches(name, options, n=1, cutoff=0.8)
+        if name.startswith("--") and "." not in name and close:
+            raise ConfigError(f"no such option {name} (did you mean {close[0]}?)")
+    run = apply_overrides(load_config(config), [*set_, *cli_overrides(ctx.args)], where="command line")
+    final = run_train(run, out, max_steps=max_steps, resume=resume)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"model saved to {final}")
 
@@ -115,14 +150,10 @@ def report(spec: Path = typer.Argument(..., help="Report spec (YAML): models, be
 @app.command()
 def sigma(pairs: Path = typer.Argument(..., help="JSONL of {audio, caption} pairs (about 30)."),
           model: Optional[str] = ModelOpt, n: int = typer.Option(30, help="Pairs to use."),
-          rule: str = typer.Option("mean_linf", help="mean_linf | mean_linf_squared | gap_energy "
-                                   "(see mats.noise.estimate_sigma).")):
+          rule: SigmaRule = typer.Option("mean_linf", help="The rule (see mats.noise.estimate_sigma).")):
     """Estimate the noise variance sigma from paired audio/text embeddings (Deshmukh et al. 2024)."""
     from mats.data.records import read_pairs
-    from mats.noise import SIGMA_RULES, estimate_sigma
-
-    if rule not in SIGMA_RULES:
-        raise typer.BadParameter(f"use one of {', '.join(SIGMA_RULES)}", param_hint="--rule")
+    from mats.noise import estimate_sigma
 
     pipe = _load(model)
     audio, captions = read_pairs(pairs, n)
@@ -132,7 +163,8 @@ def sigma(pairs: Path = typer.Argument(..., help="JSONL of {audio, caption} pair
 
 
 @data_app.command("build")
-def data_build(profile: str = typer.Option("tiny", help="tiny | full"),
+def data_build(profile: str = typer.Option("tiny", help="A profile of mats_lab.soundworld.PROFILES "
+                                           "(an unknown name lists them)."),
                out: Path = typer.Option(Path("data/soundworld"), help="Output directory."),
                seed: int = typer.Option(0)):
     """Build SoundWorld: recordings, scenes, CLAP pairs, AudioTIA records, benchmarks."""

@@ -1,18 +1,29 @@
 """Typed configuration: the single source of truth for YAML presets and CLI flags.
 
-Every section is a frozen-by-convention dataclass. `load_config(path)` reads a YAML preset and
-rejects unknown keys, so a typo in a preset is an error rather than a silently ignored setting.
+Every section is a frozen-by-convention dataclass. One strict loader reads every config of the
+project (these, the mini-CLAP and mini-LM recipes, the report spec): `load_yaml(cls, path)` /
+`from_dict(cls, data)` reject unknown keys and values of the wrong type, so a typo in a preset is
+an error naming the file and the dotted key rather than a silently ignored setting.
+`apply_overrides(cfg, ["train.lr=3e-4"])` sets fields from the command line with the same checks
+(`mats train CONFIG --train.lr 3e-4`). `load_config(path)` reads a training preset (RunConfig).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import difflib
 import json
+import re
+import types
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
+from mats.schedule import Decay
 
 
 class ConfigError(ValueError):
@@ -46,6 +57,11 @@ class EncoderConfig:
     backend: str = "tiny-clap"
     path: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+
+
+# The rules mats.noise.estimate_sigma knows (`mats sigma --rule`), named here beside the noise
+# config so the command line lists them without importing torch.
+SigmaRule = Literal["mean_linf", "mean_linf_squared", "gap_energy"]
 
 
 @dataclass
@@ -168,7 +184,7 @@ class TrainConfig:
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup_steps: int = 2000
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    schedule: Decay = "linear"  # the decay after warm-up: mats.schedule.Decay names them
     max_steps: int = 10000
     batch_size: int = 128  # global batch (all processes, all accumulation steps)
     micro_batch_size: int = 32
@@ -206,31 +222,43 @@ class RunConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# dict <-> dataclass, with strict key checking
+# the one strict loader: dict -> dataclass, every key known and every value of its hinted type
+#
+# Every config of the project (RunConfig here, MiniClapArch, the mini-CLAP and mini-LM recipes,
+# the report spec) is a dataclass read by `from_dict`; YAML files go through `load_yaml` and
+# command-line overrides through `apply_overrides`, which type-check with the same code. A
+# dataclass may define `check()` for range checks between fields (raising ValueError); it runs
+# after loading.
 
 
-def from_dict(cls: type, data: dict[str, Any] | None, where: str = "") -> Any:
-    """Build dataclass `cls` from a plain dict; unknown keys raise ConfigError."""
-    data = dict(data or {})
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {where or cls.__name__}")
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = from_dict(hint, value, f"{where}.{name}" if where else name)
-        else:
-            _check_literal(hint, value, f"{where}.{name}" if where else name)
-            kwargs[name] = value
-    return cls(**kwargs)
+def from_dict(cls: type, data: Mapping[str, Any] | None, where: str = "", *, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a plain mapping, strictly.
+
+    Unknown keys, missing required keys and values that do not fit the field's type hint raise a
+    ConfigError naming `where` (the file, when there is one) and the dotted key:
+    `configs/x.yaml: train.lr must be a float, got 'fast'`. `prefix` is the dotted key of `data`
+    itself inside that file (e.g. "arch"). Absent keys keep the dataclass defaults. Where a float
+    is expected an int is accepted (and stored as a float), and so is a number that YAML 1.1
+    reads as a string (`3e-4`); where a tuple is expected, a list.
+    """
+    try:
+        return _build(cls, data, prefix)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}" if where else str(err)) from None
 
 
-def _check_literal(hint: Any, value: Any, where: str) -> None:
-    if get_origin(hint) is Literal and value not in get_args(hint):
-        raise ConfigError(f"{where} must be one of {list(get_args(hint))}, got {value!r}")
+def load_yaml(cls: type, path: str | Path) -> Any:
+    """Read a YAML file into dataclass `cls` with `from_dict` (errors name the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return from_dict(cls, data, str(path))
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -239,16 +267,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 def load_config(path: str | Path) -> RunConfig:
     """Read a YAML preset into a RunConfig. Relative data paths stay relative to the CWD."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return from_dict(RunConfig, data)
+    return load_yaml(RunConfig, path)
 
 
 def save_json(obj: Any, path: str | Path) -> None:
@@ -256,4 +275,270 @@ def save_json(obj: Any, path: str | Path) -> None:
 
 
 def load_model_config(path: str | Path) -> ModelConfig:
-    return from_dict(ModelConfig, json.loads(Path(path).read_text()))
+    path = Path(path)
+    return from_dict(ModelConfig, json.loads(path.read_text()), str(path))
+
+
+def field_types(cls: type, prefix: str = "") -> dict[str, Any]:
+    """Every leaf field of dataclass `cls` by dotted name, with its type hint:
+    {"model.encoder.backend": str, ..., "train.lr": float, ...}. Nested dataclasses are walked;
+    dicts and lists are leaves (set whole)."""
+    out: dict[str, Any] = {}
+    hints = get_type_hints(cls)
+    for f in _init_fields(cls):
+        hint = hints[f.name]
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hint):
+            out.update(field_types(hint, name + "."))
+        else:
+            out[name] = hint
+    return out
+
+
+def choices(cls: type, name: str) -> tuple:
+    """The values Literal field `name` of dataclass `cls` admits: choices(SantaConfig, "mode")."""
+    hint = get_type_hints(cls)[name]
+    if get_origin(hint) is not Literal:
+        raise TypeError(f"{cls.__name__}.{name} is not a Literal field")
+    return get_args(hint)
+
+
+def apply_overrides(cfg: Any, items: Sequence[str], where: str = "override") -> Any:
+    """A copy of dataclass `cfg` with dotted overrides applied: ["train.lr=3e-4", "model.santa.lam=0.9"].
+
+    The value is read with yaml.safe_load (so `3e-4`, `null`, `[a, b]` and `{k: v}` work), then
+    type-checked by the loader's own code; a field typed str takes the text as written (so
+    `model.lm.path=2024` stays a string). An unknown key is a ConfigError listing close matches.
+    """
+    cfg = copy.deepcopy(cfg)
+    known = field_types(type(cfg))
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{where} {item!r} must look like KEY=VALUE (e.g. train.lr=3e-4)")
+        if key not in known:
+            inside = [k for k in known if k.startswith(key + ".")]
+            if inside:
+                raise ConfigError(f"{where}: {key} is a section; set its fields, e.g. {inside[0]}")
+            raise ConfigError(f"{where}: unknown key {key}{_suggest(key, list(known))}")
+        hint = known[key]
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        if _takes_str(hint) and not isinstance(value, str) and not (value is None and _takes_none(hint)):
+            value = text
+        try:
+            value = _coerce(hint, value, key)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        *parents, name = key.split(".")
+        target = cfg
+        for part in parents:
+            target = getattr(target, part)
+        setattr(target, name, value)
+    try:
+        for prefix, section in [("", cfg), *_sections(cfg)]:
+            _check(section, prefix)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return cfg
+
+
+def cli_overrides(args: Sequence[str]) -> list[str]:
+    """litgpt-style flags -> overrides: ["--train.lr", "3e-4", "--model.santa.lam=0.9"] ->
+    ["train.lr=3e-4", "model.santa.lam=0.9"]. Which keys exist is apply_overrides' business."""
+    out: list[str] = []
+    args = list(args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) == 2:
+            raise ConfigError(f"unexpected argument {arg!r}: set a field with --section.key VALUE "
+                              "or --set section.key=VALUE (e.g. --train.lr 3e-4)")
+        name, sep, value = arg[2:].partition("=")
+        name = name.replace("-", "_")  # --train.max-steps as --train.max_steps: no field has a '-'
+        if not sep:
+            if i + 1 == len(args) or args[i + 1].startswith("--"):
+                raise ConfigError(f"option {arg} needs a value (e.g. {arg} VALUE or {arg}=VALUE)")
+            value = args[i + 1]
+            i += 1
+        out.append(f"{name}={value}")
+        i += 1
+    return out
+
+
+def _init_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.init]
+
+
+def _sections(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every nested dataclass value of `obj`, depth first."""
+    out = []
+    for f in _init_fields(type(obj)):
+        value, key = getattr(obj, f.name), _join(prefix, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out += [(key, value), *_sections(value, key)]
+    return out
+
+
+def _suggest(key: str, known: list[str]) -> str:
+    """A hint for an unknown dotted key: a close name beside it, else a close dotted key
+    elsewhere, else a field of the same name in another section ("lr" -> "train.lr")."""
+    parent, _, name = key.rpartition(".")
+    siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == parent}
+    close = [siblings[n] for n in difflib.get_close_matches(name, list(siblings), n=3, cutoff=0.6)]
+    close = close or difflib.get_close_matches(key, known, n=3, cutoff=0.85)
+    if not close:
+        tails = difflib.get_close_matches(name, [k.rpartition(".")[2] for k in known], n=3, cutoff=0.8)
+        close = [k for k in known if k.rpartition(".")[2] in tails][:3]
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix or 'the top level'} must be a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in _init_fields(cls)}
+    unknown = [str(k) for k in data if k not in fields]
+    if unknown:
+        known = [_join(prefix, n) for n in fields]
+        hints_ = [_suggest(_join(prefix, k), known) for k in unknown]
+        detail = ", ".join(_join(prefix, k) + h for k, h in zip(unknown, hints_))
+        if not any(hints_):
+            detail += f" (known: {', '.join(known)})"
+        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {detail}")
+    kwargs = {name: _coerce(hints[name], value, _join(prefix, name)) for name, value in data.items()}
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"missing key(s) {', '.join(_join(prefix, n) for n in missing)}")
+    try:
+        obj = cls(**kwargs)  # a __post_init__ may check ranges too
+    except ValueError as err:
+        raise ConfigError(f"{prefix}: {err}" if prefix else str(err)) from None
+    _check(obj, prefix)
+    return obj
+
+
+def _check(obj: Any, prefix: str) -> None:
+    """Run the dataclass's own `check()` (range checks between fields), if it has one."""
+    check = getattr(obj, "check", None)
+    if callable(check):
+        try:
+            check()
+        except ValueError as err:
+            raise ConfigError(f"{prefix}: {err}" if prefix else str(err)) from None
+
+
+_NUMBER = re.compile(r"[-+]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][-+]?\d+)?")
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    """`value` checked against type hint `hint` (and converted: int -> float, list -> tuple,
+    str -> Path); raises ConfigError naming `key`."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return value
+    if hint is type(None):
+        if value is None:
+            return None
+    elif origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        arms = [a for a in args if a is not type(None)]
+        if len(arms) == 1:  # X | None: an error inside X (a nested key, an item) is X's own
+            try:
+                return _coerce(arms[0], value, key)
+            except ConfigError as err:
+                if not str(err).startswith(f"{key} must be "):
+                    raise
+        else:
+            for arm in arms:
+                try:
+                    return _coerce(arm, value, key)
+                except ConfigError:
+                    continue
+    elif origin is Literal:
+        if isinstance(value, Hashable) and value in args and not isinstance(value, bool):
+            return value
+    elif dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if value is None or isinstance(value, Mapping):
+            return _build(hint, value, key)
+    elif hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # YAML 1.1 reads 3e-4 (no dot) as a string; a number written so is still a number
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            return float(value.strip().replace("_", ""))
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+    elif origin is list:
+        if isinstance(value, (list, tuple)):
+            (item,) = args or (Any,)
+            return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)):
+            if not args or (len(args) == 2 and args[1] is Ellipsis):  # tuple[X, ...]: any length
+                items = [args[0] if args else Any] * len(value)
+            else:  # tuple[X, Y]: exactly these
+                items = list(args)
+            if len(items) == len(value):
+                return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(items, value)))
+    elif origin is dict:
+        if isinstance(value, Mapping):
+            k_hint, v_hint = args or (Any, Any)
+            return {_coerce(k_hint, k, f"{key} key {k!r}"): _coerce(v_hint, v, f"{key}.{k}") for k, v in value.items()}
+    elif isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+    else:
+        raise ConfigError(f"{key}: cannot check values of type {hint}")
+    raise ConfigError(f"{key} must be {_describe(hint)}, got {value!r}")
+
+
+def _describe(hint: Any) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is type(None):
+        return "null"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return f"one of {list(args)}"
+    if dataclasses.is_dataclass(hint) or origin is dict:
+        return "a mapping"
+    if origin is list:
+        return f"a list of {_describe(args[0]).split(' ', 1)[-1]}s" if args and args[0] in (int, float, str) else "a list"
+    if origin is tuple:
+        return f"a list of {len(args)}" if args and args[-1] is not Ellipsis else "a list"
+    names = {bool: "true or false", int: "an int", float: "a float", str: "a str", Path: "a path"}
+    return names.get(hint, f"a {getattr(hint, '__name__', hint)}")
+
+
+def _takes_str(hint: Any) -> bool:
+    if get_origin(hint) in (Union, types.UnionType):
+        return any(_takes_str(a) for a in get_args(hint))
+    return hint in (str, Path)
+
+
+def _takes_none(hint: Any) -> bool:
+    return hint is type(None) or (get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint))

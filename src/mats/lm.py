@@ -112,7 +112,8 @@ def labelled_loss(lm: nn.Module, labels: torch.Tensor, **inputs) -> tuple[torch.
     `lm` is a transformers causal LM (LoRA layers may be in place); `inputs` go to its backbone.
     Only positions that predict a label are projected onto the vocabulary: on a small LM the
     projection is a large share of the step (mini-LM: 6,000 x 256 against 4 layers of 256), and
-    answers are a fraction of a MATS row (a MATS-mini step went from 0.80 to 0.58 s). Assumes
+    answers are a fraction of a MATS row, so a MATS-mini step got markedly faster (figures:
+    docs/experiments.md, "Machinery: the tiny preset, resume, DDP, speed"). Assumes
     logits = output embedding(last hidden state), true of the GPT-2 and LLaMA families, not of
     models that soft-cap their logits.
     """

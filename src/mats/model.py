@@ -7,8 +7,9 @@ state dict, the optimiser or DDP; only the mapper and the LoRA adapters train an
 Sequence layout (one row per sample):
     train:    [pre] [audio prefix (P)] [post(instruction)] [answer + eos] [pad ...]   right-padded
     generate: [pad ...] [pre] [audio prefix (P)] [post(instruction)]                  left-padded
-`pre`/`post` come from the prompt template split at "{audio}". Labels are -100 everywhere but
-the answer tokens and the final eos.
+`pre` and the text around the instruction come from `split_template` (the one place the chat
+template is taken apart; mats_lab.lm_pretrain writes the mini-LM's chat lines with it too). Labels
+are -100 everywhere but the answer tokens and the final eos.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ class ModelError(Exception):
     """A saved model is missing, incomplete or inconsistent."""
 
 
+def split_template(template: str) -> tuple[str, str, str]:
+    """The chat template's literal text around its two slots: (before "{audio}", between "{audio}"
+    and "{instruction}", after "{instruction}"); ("User: <audio>", "</audio> ", "\\nAssistant:")
+    for the default template. A prompt is pre + audio prefix + mid + instruction + tail."""
+    pre, audio, rest = template.partition("{audio}")
+    mid, instruction, tail = rest.partition("{instruction}")
+    if not audio or not instruction:
+        raise ValueError(f"prompt.template must contain {{audio}} followed by {{instruction}}, got {template!r}")
+    return pre, mid, tail
+
+
 @dataclass
 class TokenizedPrompt:
     """Token ids of one sample, without the audio prefix."""
@@ -52,11 +64,11 @@ class MATS(nn.Module):
         self.lm = apply_lora(lm, cfg.lora)
         lm_dim = lm.get_input_embeddings().embedding_dim
         self.mapper = Mapper(cfg.mapper, encoder.dim, lm_dim)
-        pre, _, post = cfg.prompt.template.partition("{audio}")
-        if "{instruction}" not in post:
-            raise ModelError("prompt.template must contain {audio} followed by {instruction}")
+        try:
+            pre, self._mid, self._tail = split_template(cfg.prompt.template)
+        except ValueError as err:
+            raise ModelError(str(err)) from None
         self._pre_ids = tokenizer(pre, add_special_tokens=False)["input_ids"]
-        self._post_template = post
 
     # ---------------------------------------------------------------- construction
 
@@ -93,7 +105,7 @@ class MATS(nn.Module):
 
     def tokenize(self, instruction: str, answer: str | None = None) -> TokenizedPrompt:
         tok = self.tokenizer
-        post = tok(self._post_template.format(instruction=instruction), add_special_tokens=False)
+        post = tok(self._mid + instruction + self._tail, add_special_tokens=False)
         post_ids = post["input_ids"][-self.cfg.lm.max_instruction_tokens :]
         ans_ids: list[int] = []
         if answer is not None:

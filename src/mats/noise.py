@@ -19,10 +19,12 @@ Everything here is a pure function of its inputs (and seed): no global RNG is to
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
+
+from mats.config import SigmaRule
 
 
 class NoiseError(ValueError):
@@ -152,8 +154,7 @@ def inject_noise_keyed(
 # --------------------------------------------------------------------------------------------
 # sigma estimation
 
-SigmaRule = Literal["mean_linf", "mean_linf_squared", "gap_energy"]
-SIGMA_RULES: tuple[str, ...] = ("mean_linf", "mean_linf_squared", "gap_energy")
+SIGMA_RULES: tuple[str, ...] = get_args(SigmaRule)  # the names live in mats.config
 
 
 def estimate_sigma(
@@ -179,11 +180,12 @@ def estimate_sigma(
         rule "gap_energy"  (ours):  sigma = mean_i || a_i - t_i ||^2 / D
 
     gives noise of the same expected energy as the measured gap (E||eps||^2 = D sigma =
-    E||a - t||^2). For mini-CLAP (D = 256, paired cosine ~0.65) it gives ~0.003, where the
-    l_inf rules give 0.16 / 0.026 and the paper's 0.015 (tuned for MS-CLAP) puts a noise of norm
-    ~2 on a unit signal; at that level MATS-mini learned to ignore its input for the first few
-    hundred steps. (MATS-mini trained better still without noise; configs/mats-mini.yaml says
-    why.) Returns a Python float (a variance).
+    E||a - t||^2). For mini-CLAP it gives a sigma several times below the paper's 0.015 (tuned
+    for MS-CLAP), which puts a noise larger than the unit signal itself on mini-CLAP's 256-d
+    embeddings; at that level MATS-mini learned to ignore its input for the first few hundred
+    steps. The l_inf rules give larger values still. (MATS-mini trained better still without
+    noise; configs/mats-mini.yaml says why.) Figures: docs/experiments.md, "Noise: sigma and the
+    modality gap". Returns a Python float (a variance).
     """
     _check_emb(audio_emb, "audio_emb")
     _check_emb(text_emb, "text_emb")

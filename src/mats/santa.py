@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mats.config import SantaConfig
+from mats.config import SantaConfig, choices
 from mats.noise import inject_noise, l2_normalize
 
 
@@ -40,7 +40,7 @@ class SantaError(ValueError):
     """Bad input to Santa (shapes, config values) or an unreadable memory file."""
 
 
-MODES = ("full", "no_kmeans", "noise_only", "memory_only")
+MODES: tuple[str, ...] = choices(SantaConfig, "mode")  # written once, in SantaConfig.mode
 _KEYS = ("entries", "centroids", "assign")
 
 
@@ -154,14 +154,13 @@ def load_memory(path: str | Path) -> SantaMemory:
 # build
 
 
-def _check_cfg(cfg: SantaConfig) -> None:
+def check_config(cfg: SantaConfig) -> None:
+    """The one range check of Santa's settings (the ablation overrides are judged by it too)."""
     if cfg.mode not in MODES:
         raise SantaError(f"santa mode must be one of {list(MODES)}, got {cfg.mode!r}")
-    if cfg.k < 1 or cfg.top_l < 1 or cfg.kmeans_iters < 1:
-        raise SantaError(
-            f"santa k, top_l and kmeans_iters must be >= 1, got k={cfg.k}, "
-            f"top_l={cfg.top_l}, kmeans_iters={cfg.kmeans_iters}"
-        )
+    for name in ("k", "top_l", "kmeans_iters"):
+        if getattr(cfg, name) < 1:
+            raise SantaError(f"santa {name} must be >= 1, got {getattr(cfg, name)}")
     if not cfg.tau > 0:
         raise SantaError(f"santa tau must be > 0, got {cfg.tau}")
     if not 0.0 <= cfg.lam <= 1.0:
@@ -244,7 +243,7 @@ def build_memory(text_emb: torch.Tensor, sigma: float, cfg: SantaConfig) -> Sant
 
     text_emb (M, D) raw or unit-norm text embeddings; sigma the noise VARIANCE (0 = no noise).
     """
-    _check_cfg(cfg)
+    check_config(cfg)
     if not isinstance(text_emb, torch.Tensor) or text_emb.dim() != 2 or text_emb.shape[0] < 1:
         got = tuple(text_emb.shape) if isinstance(text_emb, torch.Tensor) else type(text_emb)
         raise SantaError(f"text_emb must have shape (M>=1, D), got {got}")
@@ -260,7 +259,7 @@ def build_memory(text_emb: torch.Tensor, sigma: float, cfg: SantaConfig) -> Sant
 def cluster_memory(entries: torch.Tensor, cfg: SantaConfig) -> SantaMemory:
     """k-means over memory entries (M, D) as they are (no noise, no normalisation) into
     min(cfg.k, M) centres; also used to re-cluster a saved memory for another K."""
-    _check_cfg(cfg)
+    check_config(cfg)
     m = entries.shape[0]
     k = min(cfg.k, m)
     x = entries.detach().float().cpu().numpy()
@@ -293,7 +292,7 @@ def santa_project(
 
     `memory` may be None only in mode "noise_only".
     """
-    _check_cfg(cfg)
+    check_config(cfg)
     if not isinstance(z, torch.Tensor) or z.dim() != 2 or not z.is_floating_point():
         got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
         raise SantaError(f"audio embeddings must be a float tensor of shape (B, D), got {got}")

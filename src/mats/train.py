@@ -18,9 +18,7 @@ Output: DIR/metrics.jsonl, DIR/checkpoints/step_XXXXXXX/, DIR/final/ (a loadable
 
 from __future__ import annotations
 
-import functools
 import json
-import math
 import os
 import random
 import shutil
@@ -29,6 +27,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +43,8 @@ from mats.data.loading import load_training_records
 from mats.data.records import read_pairs
 from mats.model import MATS, TokenizedPrompt
 from mats.noise import inject_noise_keyed, l2_normalize, noise_seed
+from mats.schedule import lr_at
+from mats.threads import torch_threads
 
 CKPT_PREFIX = "step_"
 DROPOUT_SALT = 0x5EED  # keeps dropout seeds apart from the noise seeds of the same keys
@@ -72,23 +73,6 @@ def setup_distributed() -> Dist:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("gloo")
     return Dist(int(os.environ.get("RANK", "0")), world)
-
-
-def lr_lambda(cfg: TrainConfig, max_steps: int):
-    """Linear warm-up, then linear / cosine decay to zero (or constant)."""
-
-    def f(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / max(1, cfg.warmup_steps)
-        if cfg.schedule == "constant":
-            return 1.0
-        progress = (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps)
-        progress = min(1.0, progress)
-        if cfg.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0 - progress
-
-    return f
 
 
 def record_probabilities(tasks: list[str], task_weights: dict[str, float]) -> np.ndarray | None:
@@ -210,22 +194,53 @@ def _truncate_metrics(path: Path, step: int) -> None:
 def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume: bool = False,
           progress: bool = True) -> Path:
     """Train a MATS model text-only; returns the directory of the final model."""
-    out = Path(out)
-    tc = run.train
+    out, tc = Path(out), run.train
     d = setup_distributed()
     # --max-steps stops early; the schedule's horizon stays the configured run length, so a run
     # stopped at N and resumed gives the same weights as one that never stopped.
     max_steps = max_steps if max_steps is not None else tc.max_steps
     horizon = max(tc.max_steps, max_steps)
+    chunks = micro_batches(tc, d)
+    with torch_threads(tc.num_threads):
+        _set_up(out, resume, tc)
+        data = _training_data(run, d, progress)
+        p_record = _task_probabilities(data, tc, d)
+        model = MATS.build(run.model, encoder=data.encoder, corpus=data.corpus())
+        prompts = [model.tokenize(r.instruction, r.answer) for r in data.records]
+        batches = Batches(prompts, p_record, tc)
+        state = _training_state(model, tc, horizon)
+        start = _resume(out, state, d) if resume else 0
+        if d.main:
+            (out / "config.yaml").write_text(yaml.safe_dump(to_dict(run), sort_keys=False))
+            _truncate_metrics(out / "metrics.jsonl", start)
+        if d.world > 1:
+            state.wrapped = torch.nn.parallel.DistributedDataParallel(model)
+        model.train()
+        last_probe = _run_steps(state, data, batches, chunks, run, out, d, range(start, max_steps), horizon, progress)
+        _warn_if_input_ignored(last_probe)
+        return _save_final(run, out, model, data, d)
+
+
+# ---- set-up
+
+
+def micro_batches(tc: TrainConfig, d: Dist) -> list[range]:
+    """This process's micro-batches: ranges of positions in the global batch. The global batch is
+    cut evenly over the processes, each share into micro-batches of `micro_batch_size`."""
     per_rank, rem = divmod(tc.batch_size, d.world)
     if rem or per_rank % tc.micro_batch_size and per_rank > tc.micro_batch_size:
         raise TrainError(f"batch_size {tc.batch_size} must split evenly over {d.world} process(es) "
                          f"and micro-batches of {tc.micro_batch_size}")
     micro = min(tc.micro_batch_size, per_rank)
+    mine = range(d.rank * per_rank, (d.rank + 1) * per_rank)  # this process's batch positions
+    return [mine[i : i + micro] for i in range(0, per_rank, micro)]
+
+
+def _set_up(out: Path, resume: bool, tc: TrainConfig) -> None:
+    """Check what the data does not decide, create the output directory (refusing to overwrite
+    checkpoints unless resuming) and seed the global RNGs."""
     if tc.length_groups < 0:
         raise TrainError(f"train.length_groups must be 0 (off) or a number of batches, got {tc.length_groups}")
-    if tc.num_threads:
-        torch.set_num_threads(tc.num_threads)
     if out.exists() and any(out.iterdir()) and not resume and latest_checkpoint(out):
         raise TrainError(f"{out} already holds checkpoints: pass --resume or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -233,136 +248,246 @@ def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume:
     np.random.seed(tc.seed)
     torch.manual_seed(tc.seed)
 
-    # ---- data: records, cached frozen-encoder embeddings, tokenised prompts
+
+# ---- data
+
+
+@dataclass
+class TrainingData:
+    """The training records and the frozen encoder's embeddings of their texts."""
+
+    records: list
+    encoder: Any
+    emb: torch.Tensor | None  # (N, D) cached embeddings; None: the encoder runs inside each step
+    texts: list[str]  # records' texts (what is embedded)
+
+    def embeddings(self, rows) -> torch.Tensor:
+        """(b, D) embeddings of records `rows` (b,)."""
+        return _batch_embeddings(self.emb, rows, self.encoder, self.texts)
+
+    def corpus(self) -> list[str]:
+        """Every text of the records: what built-in LMs train their tokenizer on."""
+        return [x for r in self.records for x in (r.text, r.instruction, r.answer)]
+
+
+def _training_data(run: RunConfig, d: Dist, progress: bool) -> TrainingData:
     from mats.encoders import build_encoder
 
     encoder = build_encoder(run.model.encoder)
     records, emb = _load_data(run, encoder, d, progress)
-    if len(records) < tc.batch_size:
-        raise TrainError(f"{len(records)} training records is fewer than one batch ({tc.batch_size})")
-    tasks = np.array([r.task for r in records])  # (N,)
-    p_record = record_probabilities(tasks.tolist(), tc.task_weights)  # (N,) or None
+    if len(records) < run.train.batch_size:
+        raise TrainError(f"{len(records)} training records is fewer than one batch ({run.train.batch_size})")
+    return TrainingData(records, encoder, emb, [r.text for r in records])
+
+
+def _task_probabilities(data: TrainingData, tc: TrainConfig, d: Dist) -> np.ndarray | None:
+    """record_probabilities of the records (N,) or None; rank 0 prints the task shares."""
+    tasks = np.array([r.task for r in data.records])  # (N,)
+    p_record = record_probabilities(tasks.tolist(), tc.task_weights)
     if p_record is not None and d.main:
         shares = ", ".join(f"{t} {p_record[tasks == t].sum():.0%}" for t in np.unique(tasks))
         tqdm.write(f"task shares of the batches: {shares}")
-    texts = [r.text for r in records]
-    corpus = [x for r in records for x in (r.text, r.instruction, r.answer)]
-    model = MATS.build(run.model, encoder=encoder, corpus=corpus)
-    prompts = [model.tokenize(r.instruction, r.answer) for r in records]
-    n_answer = np.array([len(p.answer) for p in prompts])  # (N,)
-    groups = tc.length_groups if tc.length_groups > 1 else 0
-    lengths = np.array([len(p.post) + len(p.answer) for p in prompts])  # (N,) row tokens
-    # With length groups, the loss of every batch is divided by the same count, the expected
-    # answer tokens of a batch, so a token weighs what it would in an ungrouped batch.
-    expected_tokens = float(tc.batch_size * (n_answer @ p_record if p_record is not None else n_answer.mean()))
+    return p_record
 
-    @functools.lru_cache(maxsize=1)  # a group's batches are drawn once, at its first step
-    def group_batches(first: int) -> list[np.ndarray]:
-        return length_grouped_batches(len(records), first, tc.batch_size, tc.seed, lengths, groups, p_record)
 
-    def global_batch(step: int) -> np.ndarray:  # (B,) record indices
-        if groups:
-            return group_batches(step - step % groups)[step % groups]
-        return batch_indices(len(records), step, tc.batch_size, tc.seed, p_record)
+# ---- batches
 
-    params = model.trainable_parameters()
-    optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc, horizon))
-    start = 0
-    if resume:
-        ckpt = latest_checkpoint(out)
-        if ckpt is None:
-            raise TrainError(f"--resume: no checkpoint under {out / 'checkpoints'}")
-        start = load_checkpoint(ckpt, model, optimizer, scheduler, d)
-    if d.main:
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(run), sort_keys=False))
-        _truncate_metrics(out / "metrics.jsonl", start)
-    wrapped = model
-    if d.world > 1:
-        wrapped = torch.nn.parallel.DistributedDataParallel(model)
-    model.train()
 
-    probe = probe_rows(texts, PROBE_SIZE, tc.seed) if tc.probe_every else None
+class Batches:
+    """The records of each global batch, their tokenised prompts, and what a batch's summed
+    answer loss is divided by."""
 
-    # ---- the loop
-    sigma = run.model.noise.sigma
-    mine = range(d.rank * per_rank, (d.rank + 1) * per_rank)  # this process's batch positions
-    chunks = [mine[i : i + micro] for i in range(0, per_rank, micro)]  # its micro-batches
-    bar = tqdm(total=max_steps, initial=start, desc="training", disable=not (progress and d.main))
-    log = (out / "metrics.jsonl").open("a") if d.main else None
-    window_t, window_n = time.perf_counter(), 0
-    step, last_probe = start, None
+    def __init__(self, prompts: list[TokenizedPrompt], p_record: np.ndarray | None, tc: TrainConfig) -> None:
+        self.prompts = prompts
+        self.p_record = p_record  # (N,) or None: uniform epochs
+        self.batch_size, self.seed = tc.batch_size, tc.seed
+        self.groups = tc.length_groups if tc.length_groups > 1 else 0
+        self.n_answer = np.array([len(p.answer) for p in prompts])  # (N,)
+        self.lengths = np.array([len(p.post) + len(p.answer) for p in prompts])  # (N,) row tokens
+        # With length groups, the loss of every batch is divided by the same count, the expected
+        # answer tokens of a batch, so a token weighs what it would in an ungrouped batch.
+        mean_answer = self.n_answer @ p_record if p_record is not None else self.n_answer.mean()
+        self.expected_tokens = float(tc.batch_size * mean_answer)
+        self._group: tuple[int, list[np.ndarray]] | None = None  # (first step, its batches)
 
+    def rows(self, step: int) -> np.ndarray:
+        """(B,) record indices of global batch `step`."""
+        n = len(self.prompts)
+        if not self.groups:
+            return batch_indices(n, step, self.batch_size, self.seed, self.p_record)
+        first = step - step % self.groups
+        if self._group is None or self._group[0] != first:  # a group's batches are drawn once, at its first step
+            self._group = (first, length_grouped_batches(n, first, self.batch_size, self.seed, self.lengths,
+                                                         self.groups, self.p_record))
+        return self._group[1][step % self.groups]
+
+    def answer_tokens(self, rows: np.ndarray) -> tuple[int, float]:
+        """(the batch's answer tokens, the count its loss is divided by)."""
+        tokens = int(self.n_answer[rows].sum())
+        return tokens, (self.expected_tokens if self.groups else tokens)
+
+
+# ---- optimisation
+
+
+@dataclass
+class TrainingState:
+    """What a step changes and a checkpoint holds."""
+
+    model: MATS
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    wrapped: torch.nn.Module  # what the step calls: the model, or its DDP wrapper
+
+
+def _training_state(model: MATS, tc: TrainConfig, horizon: int) -> TrainingState:
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_at(step, tc.warmup_steps, horizon, tc.schedule))
+    return TrainingState(model, optimizer, scheduler, model)
+
+
+def _resume(out: Path, state: TrainingState, d: Dist) -> int:
+    """Load the latest checkpoint into `state`; returns its step."""
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        raise TrainError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+    return load_checkpoint(ckpt, state.model, state.optimizer, state.scheduler, d)
+
+
+def _forward_backward(state: TrainingState, data: TrainingData, batches: Batches, idx: np.ndarray, chunks: list[range],
+                step: int, total_tokens: float, run: RunConfig, d: Dist) -> float:
+    """Forward and backward over this process's micro-batches of global batch `idx` (B,), leaving
+    the gradient of the global batch's loss; returns this process's summed answer loss."""
+    tc = run.train
+    loss_sum = 0.0
+    for c, chunk in enumerate(chunks):
+        pos = torch.tensor(list(chunk))
+        rows = idx[list(chunk)]
+        # Dropout masks keyed by (seed, step, the micro-batch's first position): the same
+        # micro-batch draws the same masks on one process or on two.
+        torch.manual_seed(noise_seed(tc.seed + DROPOUT_SALT, step, chunk[0]))
+        z = data.embeddings(rows)  # (b, D)
+        # Keyed by position in the global batch: independent of the process split.
+        z = inject_noise_keyed(z, run.model.noise.sigma, seed=tc.seed, step=step, keys=pos)
+        sync = c == len(chunks) - 1 or d.world == 1
+        ctx = state.wrapped.no_sync() if (d.world > 1 and not sync) else nullcontext()
+        # The math attention kernel: on CPU the flash kernel's backward was the slowest op
+        # of a MATS-mini step (rows of ~100 tokens), and math's is faster there (figures:
+        # docs/experiments.md, "Machinery: the tiny preset, resume, DDP, speed").
+        with ctx, sdpa_kernel(SDPBackend.MATH):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
+                loss, _ = state.wrapped(z, [batches.prompts[i] for i in rows])
+            # DDP averages gradients over processes; scale so the sum is the global mean.
+            (loss.float() * d.world / total_tokens).backward()
+        loss_sum += float(loss.detach())
+    return loss_sum
+
+
+def _update(state: TrainingState, grad_clip: float) -> None:
+    """Clip, step the optimiser and the schedule, clear the gradients."""
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(state.model.trainable_parameters(), grad_clip)
+    state.optimizer.step()
+    state.scheduler.step()
+    state.optimizer.zero_grad(set_to_none=True)
+
+
+# ---- the loop
+
+
+def _run_steps(state: TrainingState, data: TrainingData, batches: Batches, chunks: list[range], run: RunConfig,
+               out: Path, d: Dist, steps: range, horizon: int, progress: bool) -> dict[str, float] | None:
+    """Train `steps`, logging and checkpointing as configured, then checkpoint the last one;
+    returns the last probe's losses (None without a probe). An interruption checkpoints the last
+    completed step first."""
+    tc = run.train
+    probe = probe_rows(data.texts, PROBE_SIZE, tc.seed) if tc.probe_every else None
+    bar = tqdm(total=steps.stop, initial=steps.start, desc="training", disable=not (progress and d.main))
+    log = MetricsLog(out / "metrics.jsonl") if d.main else None
+
+    def checkpoint(at: int) -> None:
+        save_checkpoint(out, at, state.model, state.optimizer, state.scheduler, d, tc.keep_checkpoints)
+
+    step, last_probe = steps.start, None
     try:
-        for step in range(start, max_steps):
-            idx = global_batch(step)
-            batch_tokens = int(n_answer[idx].sum())
-            total_tokens = expected_tokens if groups else batch_tokens
-            loss_sum = 0.0
-            for c, chunk in enumerate(chunks):
-                pos = torch.tensor(list(chunk))
-                rows = idx[list(chunk)]
-                # Dropout masks keyed by (seed, step, the micro-batch's first position): the same
-                # micro-batch draws the same masks on one process or on two.
-                torch.manual_seed(noise_seed(tc.seed + DROPOUT_SALT, step, chunk[0]))
-                z = _batch_embeddings(emb, rows, encoder, texts)  # (b, D)
-                # Keyed by position in the global batch: independent of the process split.
-                z = inject_noise_keyed(z, sigma, seed=tc.seed, step=step, keys=pos)
-                sync = c == len(chunks) - 1 or d.world == 1
-                ctx = wrapped.no_sync() if (d.world > 1 and not sync) else nullcontext()
-                # The math attention kernel: on CPU the flash kernel's backward was the slowest op
-                # of a MATS-mini step (rows of ~100 tokens); math ran the step in 0.53 s, not 0.64.
-                with ctx, sdpa_kernel(SDPBackend.MATH):
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
-                        loss, _ = wrapped(z, [prompts[i] for i in rows])
-                    # DDP averages gradients over processes; scale so the sum is the global mean.
-                    (loss.float() * d.world / total_tokens).backward()
-                loss_sum += float(loss.detach())
-            if tc.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+        for step in steps:
+            idx = batches.rows(step)
+            batch_tokens, total_tokens = batches.answer_tokens(idx)
+            loss_sum = _forward_backward(state, data, batches, idx, chunks, step, total_tokens, run, d)
+            _update(state, tc.grad_clip)
             global_loss = _all_sum(loss_sum, d) / batch_tokens
-            window_n += tc.batch_size
             done = step + 1
             bar.update(1)
             # At the run's configured end, not at an early --max-steps stop: a stopped-and-resumed
             # run then logs exactly what an uninterrupted one does.
             probing = probe is not None and (done % tc.probe_every == 0 or done == horizon)
-            if d.main and (done % tc.log_every == 0 or done == max_steps or probing):
-                now = time.perf_counter()
-                rec = {"step": done, "loss": round(global_loss, 6), "lr": scheduler.get_last_lr()[0],
-                       "samples_per_s": round(window_n / (now - window_t), 2)}
-                if probing:
-                    z = l2_normalize(_batch_embeddings(emb, probe, encoder, texts))  # (N, D)
-                    last_probe = conditioning_probe(model, z, [prompts[i] for i in probe])
-                    rec.update(last_probe)
-                    now = time.perf_counter()  # the probe's time is not the loop's throughput
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{global_loss:.3f}")
-                window_t, window_n = now, 0
-            if done % tc.checkpoint_every == 0 and done < max_steps:
-                save_checkpoint(out, done, model, optimizer, scheduler, d, tc.keep_checkpoints)
+            if log is not None:
+                log.count(tc.batch_size)
+                if done % tc.log_every == 0 or done == steps.stop or probing:
+                    rec = {"step": done, "loss": round(global_loss, 6), "lr": state.scheduler.get_last_lr()[0],
+                           "samples_per_s": log.samples_per_s()}
+                    if probing:
+                        z = l2_normalize(data.embeddings(probe))  # (N, D)
+                        last_probe = conditioning_probe(state.model, z, [batches.prompts[i] for i in probe])
+                        rec.update(last_probe)
+                    log.write(rec)
+                    bar.set_postfix(loss=f"{global_loss:.3f}")
+            if done % tc.checkpoint_every == 0 and done < steps.stop:
+                checkpoint(done)
     except KeyboardInterrupt:
         # Nothing lost on interruption: keep what the last completed step produced.
-        save_checkpoint(out, step, model, optimizer, scheduler, d, tc.keep_checkpoints)
+        checkpoint(step)
         raise
     finally:
         bar.close()
-        if log:
+        if log is not None:
             log.close()
-    save_checkpoint(out, max_steps, model, optimizer, scheduler, d, tc.keep_checkpoints)
+    checkpoint(steps.stop)
+    return last_probe
+
+
+class MetricsLog:
+    """metrics.jsonl, appended a line at a time (rank 0), and the throughput since the last line."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = path.open("a")
+        self.window_t, self.window_n = time.perf_counter(), 0
+
+    def count(self, samples: int) -> None:
+        self.window_n += samples
+
+    def samples_per_s(self) -> float:
+        return round(self.window_n / (time.perf_counter() - self.window_t), 2)
+
+    def write(self, rec: dict) -> None:
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        # The window restarts after the line (and the probe before it): the probe's time is not
+        # the loop's throughput.
+        self.window_t, self.window_n = time.perf_counter(), 0
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# ---- the end
+
+
+def _warn_if_input_ignored(last_probe: dict[str, float] | None) -> None:
     if last_probe:
         own, other = last_probe["probe_loss"], last_probe["probe_loss_shuffled"]
         if other - own < 0.01 * own:  # shuffling the inputs costs under 1%: they carry nothing
             tqdm.write(f"warning: the probe's answer loss is {own:.4f} with its own embeddings and "
                        f"{other:.4f} with shuffled ones: the model barely uses its input "
                        "(see metrics.jsonl)", file=sys.stderr)
+
+
+def _save_final(run: RunConfig, out: Path, model: MATS, data: TrainingData, d: Dist) -> Path:
+    """Rank 0 builds the Santa memory and saves the loadable model to out/final."""
     final = out / "final"
     if d.main:
-        model.memory = _build_santa_memory(run, emb, texts, encoder)
+        model.memory = _build_santa_memory(run, data)
         model.save_pretrained(final)
     _barrier(d)
     return final
@@ -446,7 +571,7 @@ def conditioning_probe(model: MATS, z: torch.Tensor, prompts: list[TokenizedProm
     return {"probe_loss": round(float(own) / n, 6), "probe_loss_shuffled": round(float(other) / n, 6)}
 
 
-def _build_santa_memory(run: RunConfig, emb: torch.Tensor | None, texts: list[str], encoder):
+def _build_santa_memory(run: RunConfig, data: TrainingData):
     """Santa memory: M distinct training texts, noised once, clustered (seeded)."""
     from mats.santa import build_memory
 
@@ -454,10 +579,10 @@ def _build_santa_memory(run: RunConfig, emb: torch.Tensor | None, texts: list[st
     if cfg.mode == "noise_only":
         return None  # the audio embedding alone: no memory to build or ship
     seen: dict[str, int] = {}
-    for i, t in enumerate(texts):
+    for i, t in enumerate(data.texts):
         seen.setdefault(t, i)
     rows = np.asarray(sorted(seen.values()))
     if len(rows) > cfg.memory_size:
         rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, cfg.memory_size, replace=False))
-    memory_emb = _batch_embeddings(emb, rows, encoder, texts)  # (M, D)
+    memory_emb = data.embeddings(rows)  # (M, D)
     return build_memory(memory_emb, run.model.noise.sigma, cfg)

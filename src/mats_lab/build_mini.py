@@ -1,7 +1,8 @@
 """`make model`: rebuild the embedded models from a clean machine, stage by stage.
 
     python -m mats_lab.build_mini --ship-to DIR [--work runs/mini] [--data data/soundworld]
-        [--preset configs/mats-mini.yaml] [--corpus-data ../shared/data] [--force STAGE ...]
+        [--preset configs/mats-mini.yaml] [--clap-config configs/mini/clap.yaml]
+        [--lm-config configs/mini/lm.yaml] [--corpus-data ../shared/data] [--force STAGE ...]
 
 Every path is an argument (relative ones to the working directory); nothing is written into the
 installed package: `make model` passes `--ship-to src/mats/assets`, the source tree's copy.
@@ -42,6 +43,8 @@ class BuildPaths:
     preset: Path = Path("configs/mats-mini.yaml")  # the MATS-mini training preset
     ship_to: Path | None = None  # where `ship` writes the fp16 models (required by that stage)
     corpus_data: Path | None = None  # optional real caption files for the mini-LM corpus
+    clap_config: Path = Path("configs/mini/clap.yaml")  # mini-CLAP training (MiniClapTrainConfig)
+    lm_config: Path = Path("configs/mini/lm.yaml")  # mini-LM pre-training and slot tuning (MiniLMRecipe)
 
 
 STAGES = ("soundworld", "clap", "embed", "lm", "mats", "audio", "ship")
@@ -139,10 +142,11 @@ def run_stage(stage: str, paths: BuildPaths) -> dict:
 
         return build("full", data)
     if stage == "clap":
-        from mats_lab.clap_train import train_on_soundworld
-        from mats.config import load_config
+        from mats.config import load_config, load_yaml
+        from mats_lab.clap_train import MiniClapTrainConfig, train_on_soundworld
 
-        return train_on_soundworld(data, work / "clap", audio_cfg=load_config(paths.preset).model.audio)
+        return train_on_soundworld(data, work / "clap", load_yaml(MiniClapTrainConfig, paths.clap_config),
+                                   audio_cfg=load_config(paths.preset).model.audio)
     if stage == "embed":
         from mats.train import fill_embedding_cache
 
@@ -151,12 +155,15 @@ def run_stage(stage: str, paths: BuildPaths) -> dict:
         stage_output(stage, paths).write_text(json.dumps(filled) + "\n")
         return {f"{name}_records": n for name, n in filled.items()}
     if stage == "lm":
+        from mats.config import load_yaml
         from mats.data.records import read_audiotia
-        from mats_lab.lm_pretrain import collect_corpus, pretrain_mini_lm
+        from mats_lab.lm_pretrain import MiniLMRecipe, collect_corpus, pretrain_mini_lm
 
-        corpus = collect_corpus(data, paths.corpus_data)
+        recipe = load_yaml(MiniLMRecipe, paths.lm_config)
+        corpus = collect_corpus(data, paths.corpus_data, prompt=recipe.pretrain.prompt)
         slot_records = read_audiotia(data / "audiotia" / "train.jsonl")
-        return pretrain_mini_lm(corpus, work / "lm", slot_records=slot_records)
+        return pretrain_mini_lm(corpus, work / "lm", recipe.pretrain, slot_records=slot_records,
+                                slot_cfg=recipe.slot_tune)
     if stage in ("mats", "audio"):
         from mats.train import train
 
@@ -177,20 +184,17 @@ def run_stage(stage: str, paths: BuildPaths) -> dict:
     raise ValueError(f"unknown stage {stage!r}")
 
 
-def _run_lane(lane: list[str], paths: BuildPaths) -> list[tuple[str, dict, float]]:
-    """Run a lane's stages in turn: (stage, figures, seconds) for each."""
+def _run_lane(lane: list[str], paths: BuildPaths, threads: int | None = None) -> list[tuple[str, dict, float]]:
+    """Run a lane's stages in turn with `threads` torch threads (None: as they are): (stage,
+    figures, seconds) for each."""
+    from mats.threads import torch_threads
+
     done = []
-    for stage in lane:
-        t = time.perf_counter()
-        done.append((stage, run_stage(stage, paths), time.perf_counter() - t))
+    with torch_threads(threads):
+        for stage in lane:
+            t = time.perf_counter()
+            done.append((stage, run_stage(stage, paths), time.perf_counter() - t))
     return done
-
-
-def _one_thread() -> None:
-    # Two stages share the 2 cores: one torch thread each (oversubscribed threads wait on each other).
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -199,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=defaults.work)
     ap.add_argument("--data", type=Path, default=defaults.data)
     ap.add_argument("--preset", type=Path, default=defaults.preset)
+    ap.add_argument("--clap-config", type=Path, default=defaults.clap_config, help="mini-CLAP training (YAML)")
+    ap.add_argument("--lm-config", type=Path, default=defaults.lm_config, help="mini-LM training (YAML)")
     ap.add_argument("--ship-to", type=Path, default=None, help="where the ship stage writes the models")
     ap.add_argument("--corpus-data", type=Path, default=None,
                     help="real caption files (audiocaps/, clotho/, musiccaps/, wavcaps/) for the mini-LM corpus")
@@ -206,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--until", choices=STAGES, default="ship", help="stop after this stage")
     ap.add_argument("--jobs", type=int, default=2, help="lanes of one group run side by side (1: in turn)")
     args = ap.parse_args(argv)
-    paths = BuildPaths(args.work, args.data, args.preset, args.ship_to, args.corpus_data)
+    paths = BuildPaths(work=args.work, data=args.data, preset=args.preset, ship_to=args.ship_to,
+                       corpus_data=args.corpus_data, clap_config=args.clap_config, lm_config=args.lm_config)
     work = paths.work
     work.mkdir(parents=True, exist_ok=True)
     summary: dict = json.loads((work / "build.json").read_text()) if (work / "build.json").is_file() else {}
@@ -222,8 +229,10 @@ def main(argv: list[str] | None = None) -> None:
         if len(lanes) > 1 and args.jobs > 1:
             print(f"[{' | '.join(' -> '.join(lane) for lane in lanes)}] side by side, one torch thread each")
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(len(lanes), mp_context=ctx, initializer=_one_thread) as pool:
-                futures = [pool.submit(_run_lane, lane, paths) for lane in lanes]
+            with ProcessPoolExecutor(len(lanes), mp_context=ctx) as pool:
+                # Two lanes share the 2 cores: one torch thread each (oversubscribed threads wait
+                # on each other).
+                futures = [pool.submit(_run_lane, lane, paths, 1) for lane in lanes]
                 done = [row for f in futures for row in f.result()]
         else:
             done = [row for lane in lanes for row in _run_lane(lane, paths)]

@@ -47,11 +47,13 @@ from tqdm.auto import tqdm
 from mats.audio import load_audio
 from mats.cache import cached_text_embeddings, hash_file
 from mats.config import AudioConfig, EncoderConfig
+from mats.data.instructions import ZERO_SHOT_PROMPT
 from mats.data.records import RecordError, read_bench, read_jsonl
 from mats.encoders import build_encoder, embed_audio_items
 from mats.encoders.mini import MiniClap, MiniClapArch, MiniClapEncoder, MiniLMTower, save_mini_clap
+from mats.schedule import lr_at
+from mats.threads import torch_threads
 
-DEFAULT_PROMPT = "{label}"  # zero-shot class text; label captions train this same form
 LN10_OVER_10 = math.log(10.0) / 10.0  # dB -> natural-log power units
 
 
@@ -92,7 +94,7 @@ class MiniClapTrainConfig:
     val_max_per_label: int = 3
     eval_every: int = 250
     ema: float = 0.998  # validate and keep an exponential moving average of the weights; 0: off
-    prompt: str = DEFAULT_PROMPT  # zero-shot class prompt; `{label}` is replaced
+    prompt: str = ZERO_SHOT_PROMPT  # zero-shot class prompt; `{label}` is replaced; label captions train this form
     label_captions: bool = True  # also pair each training clip with the prompt of its sources' labels
     manifest: str | None = None  # recording labels; default: ../manifest.json beside the first pairs file
     cache_dir: str | None = "~/.cache/mats/mini_clap"  # log-mel and sentence caches; None: no cache
@@ -339,7 +341,7 @@ def evaluate_clap(
     encoder: Any,
     rows: list[dict[str, Any]] | str | Path,
     audio_cfg: AudioConfig | None = None,
-    prompt: str = DEFAULT_PROMPT,
+    prompt: str = ZERO_SHOT_PROMPT,
     ks: tuple[int, ...] = (1, 10),
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -404,7 +406,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def evaluate_soundworld(
-    encoder: Any, data_dir: Path, audio_cfg: AudioConfig | None = None, prompt: str = DEFAULT_PROMPT,
+    encoder: Any, data_dir: Path, audio_cfg: AudioConfig | None = None, prompt: str = ZERO_SHOT_PROMPT,
     progress: bool = False,
 ) -> dict[str, Any]:
     """evaluate_clap on SoundWorld's held-out benchmarks that test alignment: sound and instrument
@@ -441,13 +443,6 @@ def _ema_update(averaged: torch.nn.Module, model: torch.nn.Module, decay: float)
             avg.copy_(new)
 
 
-def _lr_at(step: int, cfg: MiniClapTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 @dataclass
 class _Validation:
     mels: list[torch.Tensor]  # whole clips
@@ -481,15 +476,14 @@ def train_mini_clap(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig | Non
     with build_encoder(EncoderConfig(backend="mini", path=str(out)))), out/metrics.jsonl (one line
     per validation), out/train_config.json and out/split.json (held-out recordings). Returns the
     summary (best step, its validation figures, sizes, seconds). Deterministic for cfg.seed; the
-    caller's torch random state is left as it was."""
-    with torch.random.fork_rng(devices=[]):
-        return _train(pairs, out, cfg or MiniClapTrainConfig(), progress)
+    caller's torch random state and thread count are left as they were."""
+    cfg = cfg or MiniClapTrainConfig()
+    with torch.random.fork_rng(devices=[]), torch_threads(cfg.num_threads):
+        return _train(pairs, out, cfg, progress)
 
 
 def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: bool) -> dict[str, Any]:
     start_time = time.time()
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     pairs = [Path(p) for p in pairs]
     if not pairs:
         raise ClapTrainError("train_mini_clap needs at least one pairs file")
@@ -568,8 +562,9 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
             positives = rows[:, None] == rows[None, :]  # (B, B): the diagonal and shared captions
             loss = contrastive_loss(model.encode_mels(x), model.encode_sentences(sentences[rows]), model.logit_scale, positives)
 
+            lr = lr_at(step, cfg.warmup_steps, cfg.steps, "cosine", peak=cfg.lr)
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(step, cfg)
+                group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -578,7 +573,7 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
                 _ema_update(averaged, model, min(cfg.ema, (1 + step) / (10 + step)))
 
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-                record = {"step": step + 1, "loss": float(np.mean(losses)), "lr": _lr_at(step, cfg),
+                record = {"step": step + 1, "loss": float(np.mean(losses)), "lr": lr,
                           "temperature": 1 / averaged.logit_scale.exp().item(), **_validate(averaged, val, sentences)}
                 if cfg.ema > 0:  # the raw weights' figures, for comparison
                     raw = _validate(model, val, sentences)

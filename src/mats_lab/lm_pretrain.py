@@ -18,11 +18,11 @@ Two phases:
 
 Why phase 2: a large LLM (Vicuna in the paper) already answers questions about a sound described
 in its context; the mapper then only has to turn a CLAP embedding into something the LLM reads
-like a description. Measured here (full AudioTIA, 150 MATS steps, sigma 0.003): after phase 1
-alone, MATS-mini's answer loss was the same with its own and with shuffled embeddings and it gave
-one caption for every input; after phase 2 (400 steps) the loss gap was 0.13 nats/token and 9 of
-12 captions differed. Putting the descriptions in the slot during phase 1 instead (all tokens
-trained) did not work: no gap after 300 MATS steps.
+like a description. A small LM pre-trained with an empty slot does not: after phase 1 alone,
+MATS-mini's answer loss was the same with its own and with shuffled embeddings and it gave one
+caption for every input; after phase 2 it used its input. Putting the descriptions in the slot
+during phase 1 instead (all tokens trained) did not work. Figures: docs/experiments.md, "The
+components: mini-CLAP, mini-LM, the tiny CLAP".
 
 Evaluation splits of the real corpora (AudioCaps val/test, Clotho val/test, the MusicCaps
 AudioSet-eval half) are left out: they are the paper's benchmarks.
@@ -49,7 +49,6 @@ import json
 import math
 import random
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -60,9 +59,12 @@ from tqdm.auto import tqdm
 from mats.config import PromptConfig
 from mats.data.records import read_audiotia, read_jsonl
 from mats.lm import IGNORE, labelled_loss, train_bpe
+from mats.model import split_template
+from mats.schedule import lr_at
+from mats.threads import torch_threads
 
 
-class PretrainError(Exception):
+class PretrainError(ValueError):
     """The mini-LM corpus or its pre-training configuration is invalid."""
 
 
@@ -109,8 +111,10 @@ class MiniLMConfig:
             raise PretrainError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if not 0.0 < self.val_fraction < 1.0:
             raise PretrainError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if "{audio}" not in self.prompt.template or "{instruction}" not in self.prompt.template:
-            raise PretrainError("prompt.template must contain {audio} and {instruction}")
+        try:
+            split_template(self.prompt.template)
+        except ValueError as err:
+            raise PretrainError(str(err)) from None
 
 
 # --------------------------------------------------------------------------------- corpus
@@ -120,14 +124,8 @@ def chat_line(instruction: str, answer: str, prompt: PromptConfig | None = None,
               description: str = "") -> str:
     """A MATS sample as text, `description` where the audio prefix goes (default: empty)."""
     prompt = prompt or PromptConfig()
-    head = prompt.template.format(audio=description, instruction=instruction)
-    return head + prompt.answer_prefix + answer
-
-
-def _audio_marker(prompt: PromptConfig) -> tuple[str, str]:
-    """(text before the prefix, text after it) of the template, e.g. ("User: <audio>", "</audio> ")."""
-    pre, _, post = prompt.template.partition("{audio}")
-    return pre, post.split("{instruction}")[0]
+    pre, mid, tail = split_template(prompt.template)
+    return pre + description + mid + instruction + tail + prompt.answer_prefix + answer
 
 
 def collect_corpus(soundworld_dir: Path | None, shared_data: Path | None, seed: int = 0,
@@ -227,14 +225,13 @@ def split_chat(text: str, prompt: PromptConfig) -> tuple[str, str, str, str] | N
     ("User: <audio>", "{description}", "</audio> {instruction}\nAssistant:", " {answer}") for
     the default template.
     """
-    pre, post = _audio_marker(prompt)
-    tail = prompt.template.split("{instruction}", 1)[1]
+    pre, mid, tail = split_template(prompt.template)
     if not text.startswith(pre):
         return None
-    slot_end = text.find(post, len(pre))
+    slot_end = text.find(mid, len(pre))
     if slot_end < 0:
         return None
-    k = text.find(tail + prompt.answer_prefix, slot_end + len(post))
+    k = text.find(tail + prompt.answer_prefix, slot_end + len(mid))
     if k < 0:
         return None
     cut = k + len(tail)
@@ -336,27 +333,6 @@ def greedy(model, tokenizer, texts: list[str], max_new_tokens: int = 40,
     return out
 
 
-@contextmanager
-def torch_threads(n: int | None):
-    """Run the block with `n` torch threads (None: unchanged), then restore the process-wide
-    setting as it was."""
-    threads = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps."""
-    if step < warmup:
-        return (step + 1) / max(1, warmup)
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 # --------------------------------------------------------------------------------- model
 
 
@@ -455,7 +431,7 @@ def _train(corpus_texts: list[str], cfg: MiniLMConfig, progress: bool, metrics_p
         lr=cfg.lr, betas=tuple(cfg.betas), fused=True,  # fused: several times faster on CPU
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+        optimizer, lambda s: lr_at(s, cfg.warmup_steps, cfg.max_steps, "cosine", floor=cfg.min_lr_ratio)
     )
     metrics = metrics_path.open("w") if metrics_path is not None else None
 
@@ -591,6 +567,15 @@ class SlotTuneConfig:
     num_threads: int | None = None
 
 
+@dataclass
+class MiniLMRecipe:
+    """Both phases of the mini-LM, as configs/mini/lm.yaml holds them (read with
+    mats.config.load_yaml): pre-training, then slot tuning."""
+
+    pretrain: MiniLMConfig = field(default_factory=MiniLMConfig)
+    slot_tune: SlotTuneConfig = field(default_factory=SlotTuneConfig)
+
+
 def slot_docs(tokenizer, records: list, prompt: PromptConfig, max_tokens: int):
     """Token rows of records as slot chat lines (cut to max_tokens), and where each answer starts."""
     lines = [chat_line(r.instruction, r.answer, prompt, description=r.text) for r in records]
@@ -626,7 +611,7 @@ def tune_slot(model, tokenizer, records: list, cfg: SlotTuneConfig | None = None
         before = val_loss()
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, 0.0))
+            optimizer, lambda s: lr_at(s, cfg.warmup_steps, cfg.steps, "cosine"))
         model.train()
         for step in tqdm(range(cfg.steps), desc="mini-LM slot tuning", disable=not progress):
             batch = [train[(step * cfg.batch_size + j) % len(train)] for j in range(cfg.batch_size)]

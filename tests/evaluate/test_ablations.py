@@ -143,10 +143,10 @@ def test_memory_modes_need_a_memory(pipe):
 
 
 def test_zero_shot_matches_clap_train_evaluation(pipe, tmp_path):
-    from mats_lab.clap_train import DEFAULT_PROMPT, evaluate_clap
+    from mats_lab.clap_train import MiniClapTrainConfig, evaluate_clap
     from mats.evaluate.runner import evaluate
 
-    assert A.ZERO_SHOT_PROMPT == DEFAULT_PROMPT
+    assert A.ZERO_SHOT_PROMPT == MiniClapTrainConfig().prompt  # the form mini-CLAP trains on
     labels = ["dog", "bell", "rain", "engine"]
     rows = []
     for i, freq in enumerate([220, 440, 880, 1760, 330, 660]):
@@ -163,7 +163,7 @@ def test_zero_shot_matches_clap_train_evaluation(pipe, tmp_path):
     audio = str(tmp_path / "0.wav")
     out = zs.classify([audio], labels)[0]
     a = torch.nn.functional.normalize(pipe.embed_audio([audio]), dim=-1)[0]
-    prompts = [DEFAULT_PROMPT.format(label=x) for x in labels]
+    prompts = [A.ZERO_SHOT_PROMPT.format(label=x) for x in labels]
     t = torch.nn.functional.normalize(pipe.encoder.embed_text(prompts), dim=-1)
     assert out["label"] == labels[int((t @ a).argmax())]
     assert out["scores"]["dog"] == pytest.approx(float(t[0] @ a), abs=1e-5)

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURE_DATA, SHARED_DATA, shared_file
 
 from mats.data.records import write_jsonl
 from mats.evaluate.benchmarks import (
@@ -8,7 +9,6 @@ from mats.evaluate.benchmarks import (
     parse_spec,
 )
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 MCQ = {"audio": "clips/k1.wav", "task": "mcq", "question": "Who?", "choices": ["a", "b"],
        "answer": "a"}
 
@@ -44,21 +44,37 @@ def test_unknown_name_lists_registered_names():
         assert name in str(err.value)
 
 
-def test_specs_for_real_formats(tmp_path):
-    name, rows = load_benchmark(f"mmau:{DATA}/mmau/mmau-test-mini.json@{tmp_path}",
+def check_specs(data, tmp_path, n_mmau, n_esc50_folds12, n_clotho_val, n_audiocaps_val_clips,
+                n_esc50):
+    """Each real-format spec KIND:METADATA@AUDIO_DIR loads its file through its importer."""
+    name, rows = load_benchmark(f"mmau:{data}/mmau/mmau-test-mini.json@{tmp_path}",
                                 require_audio=False)
-    assert name == "mmau:mmau-test-mini" and len(rows) == 1000
+    assert name == "mmau:mmau-test-mini" and len(rows) == n_mmau
     assert rows[0]["audio"].startswith(str(tmp_path.resolve()))
-    name, rows = load_benchmark(f"esc50:{DATA}/esc50/esc50.csv@{tmp_path}?folds=1,2",
+    name, rows = load_benchmark(f"esc50:{data}/esc50/esc50.csv@{tmp_path}?folds=1,2",
                                 require_audio=False)
-    assert name == "esc50:esc50" and len(rows) == 800
-    _, rows = load_benchmark(f"clotho:{DATA}/clotho/val.csv@{tmp_path}", require_audio=False)
-    assert len(rows) == 1045
-    _, rows = load_benchmark(f"audiocaps:{DATA}/audiocaps/val.csv@{tmp_path}", require_audio=False)
-    assert len(rows) == 495
+    assert name == "esc50:esc50" and len(rows) == n_esc50_folds12
+    assert {r["fold"] for r in rows} == {1, 2} and len(rows[0]["labels"]) == 50
+    _, rows = load_benchmark(f"clotho:{data}/clotho/val.csv@{tmp_path}", require_audio=False)
+    assert len(rows) == n_clotho_val and all(len(r["captions"]) == 5 for r in rows)
+    _, rows = load_benchmark(f"audiocaps:{data}/audiocaps/val.csv@{tmp_path}", require_audio=False)
+    assert len(rows) == n_audiocaps_val_clips and all(len(r["captions"]) == 5 for r in rows)
     # Audio is required by default: the error names the count.
-    with pytest.raises(BenchmarkError, match="2000 of 2000 audio files not found"):
-        load_benchmark(f"esc50:{DATA}/esc50/esc50.csv@{tmp_path}")
+    with pytest.raises(BenchmarkError, match=f"{n_esc50} of {n_esc50} audio files not found"):
+        load_benchmark(f"esc50:{data}/esc50/esc50.csv@{tmp_path}")
+
+
+def test_specs_for_real_formats(tmp_path):
+    check_specs(FIXTURE_DATA, tmp_path, 7, 20, 3, 3, 50)  # the fixtures' rows (tests/fixtures)
+    _, rows = load_benchmark(f"clotho:{FIXTURE_DATA}/clotho/val.csv@{tmp_path}",
+                             require_audio=False)
+    assert rows[2]["id"] == "e ieio ieai.wav"  # the file name " e ieio ieai.wav", stripped
+
+
+def test_specs_for_real_formats_full_files(tmp_path):
+    for rel in ("mmau/mmau-test-mini.json", "esc50/esc50.csv", "clotho/val.csv", "audiocaps/val.csv"):
+        shared_file(rel)
+    check_specs(SHARED_DATA, tmp_path, 1000, 800, 1045, 495, 2000)  # README row counts
 
 
 def test_bad_specs():

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FIXTURE_DATA, shared_file
 
 from mats.config import LMConfig, PromptConfig
 from mats.data.records import write_jsonl
@@ -22,7 +23,6 @@ from mats_lab.lm_pretrain import (
     evaluate,
     greedy,
     lm_loss,
-    lr_factor,
     pack_rows,
     pretrain_mini_lm,
     prompt_ids,
@@ -31,8 +31,6 @@ from mats_lab.lm_pretrain import (
     train_mini_lm,
     tune_slot,
 )
-
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 SOUNDS = ["a dog barks", "rain falls on a roof", "a car horn honks", "a bell rings twice",
           "birds chirp at dawn", "a man speaks loudly", "water drips slowly", "a cat meows"]
@@ -102,14 +100,6 @@ def test_chat_lines_are_tokenized_as_mats_tokenizes_them(description):
     assert prompt_ids(tok, text[: -len(prompt.answer_prefix + answer)], prompt) == docs[0][: starts[0]]
 
 
-def test_lr_schedule_warms_up_then_decays_to_the_floor():
-    f = [lr_factor(s, 10, 100, 0.1) for s in range(120)]
-    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(f[9:], f[10:]))
-    assert f[100] == pytest.approx(0.1) and f[119] == pytest.approx(0.1)
-    assert f[55] == pytest.approx(0.1 + 0.9 * 0.5, abs=1e-9)  # half-way through the cosine
-
-
 def _fake_sources(tmp_path: Path) -> tuple[Path, Path]:
     sw = tmp_path / "sw"
     records = [
@@ -150,17 +140,27 @@ def test_collect_corpus_is_deterministic_deduplicated_and_has_chat_lines(tmp_pat
         collect_corpus(tmp_path / "missing", None)
 
 
-@pytest.mark.skipif(not (SHARED / "audiocaps" / "train.csv").is_file(), reason="no shared data")
-def test_collect_corpus_on_the_real_caption_corpora_leaves_out_their_test_splits():
-    texts = set(collect_corpus(None, SHARED))
-    with (SHARED / "audiocaps" / "train.csv").open() as f:
+def _captions(path: Path, keep=lambda row: True) -> set[str]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return {r["caption"].strip() for r in csv.DictReader(f) if keep(r)}
+
+
+# The few-row copies of the real files (tests/fixtures), then the full files when beside the repo.
+@pytest.mark.parametrize("where", ["fixtures", "shared"])
+def test_collect_corpus_on_the_real_caption_corpora_leaves_out_their_test_splits(where):
+    data = FIXTURE_DATA if where == "fixtures" else shared_file("audiocaps/train.csv").parents[1]
+    texts = set(collect_corpus(None, data))
+    with (data / "audiocaps" / "train.csv").open(newline="", encoding="utf-8") as f:
         train_caption = next(csv.DictReader(f))["caption"].strip()
-    with (SHARED / "audiocaps" / "test.csv").open() as f:
-        test_only = {r["caption"].strip() for r in csv.DictReader(f)} - {
-            r["caption"].strip() for r in csv.DictReader((SHARED / "audiocaps" / "train.csv").open())}
+    test_only = _captions(data / "audiocaps" / "test.csv") - _captions(data / "audiocaps" / "train.csv")
+    music = data / "musiccaps" / "musiccaps-public.csv"
+    eval_only = (_captions(music, lambda r: r["is_audioset_eval"] == "True")
+                 - _captions(music, lambda r: r["is_audioset_eval"] != "True"))
+    assert test_only and eval_only
     assert any(t.endswith("\nAssistant: " + train_caption) for t in texts)
     answers = {t.split("\nAssistant: ", 1)[1] for t in texts if "\nAssistant: " in t}
     assert not answers & test_only
+    assert not answers & eval_only
 
 
 def test_pretraining_lowers_the_loss_and_reloads_through_build_lm(tmp_path):

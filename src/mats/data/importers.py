@@ -27,32 +27,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mats.data.instructions import IMPORTED as INSTRUCTIONS
 from mats.data.records import AudioTIARecord, RecordError, read_jsonl, read_pairs
 
-SOUND_CAPTION_INSTRUCTIONS = (
-    "Describe the audio.",
-    "Write a short caption for this sound.",
-    "What can be heard in this recording?",
-    "Describe what you hear in one sentence.",
-    "Listen to this audio clip and provide its caption.",
-)
-MUSIC_CAPTION_INSTRUCTIONS = (
-    "Describe the music.",
-    "Write a caption for this piece of music.",
-    "Describe the instruments, mood and style of this music.",
-    "Listen to this music clip and describe it.",
-)
-CLASSIFICATION_INSTRUCTIONS = (
-    "Classify the sound.",
-    "What is the sound event in this audio?",
-    "Which sound class does this audio belong to?",
-    "Name the source of this sound.",
-)
-INSTRUCTIONS = {
-    "sound_caption": SOUND_CAPTION_INSTRUCTIONS,
-    "music_caption": MUSIC_CAPTION_INSTRUCTIONS,
-    "classification": CLASSIFICATION_INSTRUCTIONS,
-}
+SOUND_CAPTION_INSTRUCTIONS = INSTRUCTIONS["sound_caption"]
+MUSIC_CAPTION_INSTRUCTIONS = INSTRUCTIONS["music_caption"]
+CLASSIFICATION_INSTRUCTIONS = INSTRUCTIONS["classification"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus")
 
@@ -157,8 +137,8 @@ def label_records(records: list[AudioTIARecord], per_label: int = LABEL_RECORDS_
     """Classification records whose text is the bare label, `per_label` per label of `records`.
 
     A CLAP's zero-shot prompt is the label itself (mini-CLAP also trains on it), and as a
-    classifier of audio embeddings it beats the descriptions written from the label (README,
-    Measured here); these records teach the decoder that region and put it into Santa's
+    classifier of audio embeddings it beats the descriptions written from the label
+    (docs/experiments.md, "Why MATS-mini classifies below its CLAP"); these records teach the decoder that region and put it into Santa's
     memory. Each instruction is drawn (seeded) from the instructions that label's own records
     use, so "Which instrument is this?" stays with instruments.
     """

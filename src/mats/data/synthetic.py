@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+from mats.data.instructions import SYNTHETIC
 from mats.data.records import AudioTIARecord
 
 SOURCES = {
@@ -20,8 +21,6 @@ SOURCES = {
     "water": "water runs from a tap", "engine": "an engine idles", "bell": "a bell rings",
 }
 RELATIONS = ["while", "followed by", "and then", "as"]
-CAPTION_INSTRUCTIONS = ["Describe the audio.", "Write a caption for this sound.", "What can be heard?"]
-CLASSIFY_INSTRUCTIONS = ["What is the sound?", "Classify this sound.", "Name the sound source."]
 
 
 def synthetic_records(n: int, seed: int = 0) -> list[AudioTIARecord]:
@@ -33,13 +32,13 @@ def synthetic_records(n: int, seed: int = 0) -> list[AudioTIARecord]:
         kind = rng.randrange(4)
         if kind == 0:
             out.append(AudioTIARecord(
-                text=f"the sound of {SOURCES[a]}", instruction=rng.choice(CLASSIFY_INSTRUCTIONS),
+                text=f"the sound of {SOURCES[a]}", instruction=rng.choice(SYNTHETIC["classification"]),
                 answer=a, task="classification"))
             continue
         b = rng.choice([x for x in labels if x != a])
         caption = f"{SOURCES[a]} {rng.choice(RELATIONS)} {SOURCES[b]}".capitalize()
         if kind in (1, 2):
-            out.append(AudioTIARecord(caption, rng.choice(CAPTION_INSTRUCTIONS), caption, "sound_caption"))
+            out.append(AudioTIARecord(caption, rng.choice(SYNTHETIC["sound_caption"]), caption, "sound_caption"))
         else:
             asked = rng.choice([a, b, rng.choice(labels)])
             answer = "yes" if asked in (a, b) else "no"

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mats.config import EncoderConfig
+from mats.config import ConfigError, EncoderConfig, from_dict
 from mats.encoders import register_encoder, resolve_path
 from mats.encoders.base import EncoderError, check_texts, check_windows, freeze, state_fingerprint
 
@@ -76,16 +76,6 @@ class MiniClapArch:
     blocks: int = 4  # residual 1-D blocks; time halves after every second one
     dropout: float = 0.1  # before the audio projection (training only)
     mel: MelConfig = field(default_factory=MelConfig)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MiniClapArch":
-        data = dict(data)
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise EncoderError(f"unknown mini-CLAP architecture key(s) {unknown}")
-        mel = MelConfig(**data.pop("mel", {}))
-        return cls(mel=mel, **data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,10 +356,13 @@ def load_mini_clap(directory: Path) -> MiniClap:
         raise EncoderError(f"{config_file}: not valid JSON ({err.msg})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise EncoderError(f"{config_file}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r}")
+    # The format tag is checked before the architecture: another format may hold other keys.
+    if not isinstance(meta.get("arch"), dict):
+        raise EncoderError(f"{config_file}: bad architecture (no 'arch' mapping)")
     try:
-        model = MiniClap(MiniClapArch.from_dict(meta["arch"]))
-    except (KeyError, TypeError) as err:
-        raise EncoderError(f"{config_file}: bad architecture ({err})") from None
+        model = MiniClap(from_dict(MiniClapArch, meta["arch"], str(config_file), prefix="arch"))
+    except ConfigError as err:  # names the file and the key: "mini_clap.json: arch.dim must be an int"
+        raise EncoderError(str(err)) from None
     try:
         state = load_file(str(weights_file))
         model.load_state_dict(state, strict=True)

@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from mats_lab.clap_train import DEFAULT_PROMPT as ZERO_SHOT_PROMPT  # one prompt for both zero-shot paths
 from mats.config import SantaConfig
+from mats.data.instructions import ZERO_SHOT_PROMPT  # one prompt for both zero-shot paths
 from mats.noise import l2_normalize
-from mats.santa import MODES, SantaMemory, cluster_memory
+from mats.santa import SantaError, SantaMemory, check_config, cluster_memory
 
 SANTA_KEYS: dict[str, type] = {"mode": str, "lam": float, "tau": float, "top_l": int, "k": int}
 ZERO_SHOT = "zero_shot"
@@ -44,6 +44,7 @@ class AblationError(ValueError):
 
 
 def _coerce(key: str, value: Any) -> Any:
+    """The override's value as its field's type (ranges are santa.check_config's to judge)."""
     if key == ZERO_SHOT:
         if isinstance(value, bool):
             return value
@@ -69,14 +70,6 @@ def _coerce(key: str, value: Any) -> Any:
             out = str(value)
     except (TypeError, ValueError):
         raise AblationError(f"override {key}={value!r}: expected {kind.__name__}") from None
-    if key == "mode" and out not in MODES:
-        raise AblationError(f"override mode={out!r}: use one of {', '.join(MODES)}")
-    if key == "lam" and not 0.0 <= out <= 1.0:
-        raise AblationError(f"override lam={out}: must lie in [0, 1]")
-    if key == "tau" and not out > 0:
-        raise AblationError(f"override tau={out}: must be > 0")
-    if key in ("top_l", "k") and out < 1:
-        raise AblationError(f"override {key}={out}: must be >= 1")
     return out
 
 
@@ -87,6 +80,10 @@ def normalize_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
         del out[ZERO_SHOT]
     if out.get(ZERO_SHOT) and len(out) > 1:
         raise AblationError("zero_shot uses the CLAP encoder alone; it takes no Santa overrides")
+    try:  # Santa's own check judges the overridden values (the rest: valid defaults)
+        check_config(replace(SantaConfig(), **{k: v for k, v in out.items() if k in SANTA_KEYS}))
+    except SantaError as err:
+        raise AblationError(f"invalid override: {err}") from None
     return dict(sorted(out.items()))
 
 

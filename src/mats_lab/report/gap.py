@@ -1,7 +1,8 @@
 """The modality gap (paper Fig. 3): paired audio and text embeddings under four treatments.
 
 Pairs come from benchmark rows: a clip's audio embedding and the text embedding of its first
-caption (caption rows) or of "the sound of a {label}" (classification rows). Panels:
+caption (caption rows) or of its label as CLAP zero-shot writes it (PROMPT; classification
+rows). Panels:
 
     CLAP          normalize(audio)                 vs normalize(text)
     CLAP + noise  normalize(audio)                 vs normalize(normalize(text) + eps), eps ~ N(0, sigma)
@@ -24,12 +25,13 @@ import numpy as np
 import torch
 
 from mats.config import SantaConfig
-from mats_lab.report.plots import _pyplot, save_figure
+from mats.data.instructions import ZERO_SHOT_PROMPT
 from mats.noise import inject_noise, l2_normalize
 from mats.santa import SantaMemory, modality_gap, santa_project
+from mats_lab.report.plots import _pyplot, save_figure
 
 PANELS = ("CLAP", "CLAP + noise", "memory only", "Santa")
-PROMPT = "the sound of a {label}"
+PROMPT = ZERO_SHOT_PROMPT  # a label's text: the form mini-CLAP was trained to align with audio
 
 
 class GapError(ValueError):

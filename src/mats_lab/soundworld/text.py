@@ -15,6 +15,8 @@ import urllib.request
 
 import numpy as np
 
+from mats.data.instructions import SOUNDWORLD
+
 from .catalogue import pick
 from .scenes import Event, Scene, overlaps
 
@@ -31,15 +33,10 @@ THREE = ["{A}, then {B}, and finally {C}.", "{A}, followed by {B} and {C}.",
 BG = ["{S} with {X} in the background", "{S} over {X} in the background", "{S}, {X} in the background",
       "{S} against a background of {X}"]
 LEVEL_WORDS = {"quiet": ["faint", "quiet", "soft", "distant"], "loud": ["loud", "loud", "strong", "close"]}
-CAPTION_INSTR = ["Describe the audio.", "Write a caption for this audio.", "What can be heard in this recording?",
-                 "Describe the sound in one sentence.", "Caption the audio clip.", "What is happening in this audio?"]
-MUSIC_INSTR = ["Describe the music.", "Write a caption for this music.", "Describe this piece of music in one sentence.",
-               "What does this music sound like?", "Caption the music clip."]
-CLASS_INSTR = ["What is the sound?", "Classify the sound.", "Which class does this audio belong to?",
-               "Name the sound source in one or two words.", "What sound is this? Answer with a label.",
-               "Give the class label of this audio."]
-INSTR_CLASS_INSTR = ["Which instrument is this?", "Classify the instrument.", "What instrument is playing?",
-                     "Name the instrument in one or two words."]
+CAPTION_INSTR = SOUNDWORLD["sound_caption"]
+MUSIC_INSTR = SOUNDWORLD["music_caption"]
+CLASS_INSTR = SOUNDWORLD["classification"]
+INSTR_CLASS_INSTR = SOUNDWORLD["instrument_classification"]
 TEMPO = {"slow": ["slow", "unhurried", "gentle", "leisurely"], "moderate": ["moderate", "medium-tempo", "steady"],
          "fast": ["fast", "lively", "quick", "upbeat"]}
 PATTERN = {"melody": ["melody", "tune", "melodic line"],

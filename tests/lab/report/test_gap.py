@@ -8,9 +8,18 @@ import torch
 from conftest import write_tone
 
 from mats.config import SantaConfig
-from mats_lab.report.gap import GapError, compute_gap, gap_numbers, gap_panels, paired_text, pca_2d, plot_gap
 from mats.noise import inject_noise
 from mats.santa import build_memory, santa_project
+from mats_lab.report.gap import (
+    PROMPT,
+    GapError,
+    compute_gap,
+    gap_numbers,
+    gap_panels,
+    paired_text,
+    pca_2d,
+    plot_gap,
+)
 
 SANTA = SantaConfig(k=4, top_l=5, tau=0.1, lam=0.3, kmeans_backend="sklearn")
 
@@ -84,8 +93,8 @@ def test_one_pca_for_all_panels(toy):
 
 def test_paired_text_rules():
     assert paired_text({"captions": ["a dog barks", "woof"]}) == "a dog barks"
-    assert paired_text({"label": "bell"}) == "the sound of a bell"
-    assert paired_text({"label": ["rain", "wind"]}) == "the sound of a rain"
+    assert paired_text({"label": "bell"}) == PROMPT.format(label="bell")  # as zero-shot CLAP
+    assert paired_text({"label": ["rain", "wind"]}) == PROMPT.format(label="rain")
     assert paired_text({"question": "what?", "answer": "x"}) is None
 
 
