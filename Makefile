@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test model clean
+.PHONY: venv demo lint test model clean
 
 $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	bash scripts/install_system_deps.sh
@@ -24,7 +24,11 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/python -m mats demo
 
-test: venv
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest -n 2 tests
 
 # Rebuild the embedded models (SoundWorld full, mini-CLAP, mini-LM, MATS-mini, MATS-Audio-mini).

@@ -27,8 +27,12 @@ def cold_ask(model: str, audio: str, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "mats", "ask", audio, "What is the sound?", "--model", model],
-                       check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        subprocess.run(
+            [sys.executable, "-m", "mats", "ask", audio, "What is the sound?", "--model", model],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -71,16 +71,31 @@ def main() -> None:
     path = args.out / "cfg.yaml"
     path.write_text(yaml.safe_dump(to_dict(cfg)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "mats", "train",
-           str(path), "--out", str(args.out / "ddp"), "--max-steps", str(steps)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mats",
+        "train",
+        str(path),
+        "--out",
+        str(args.out / "ddp"),
+        "--max-steps",
+        str(steps),
+    ]
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     one = [r["loss"] for r in losses(args.out / "straight")]
     two = [r["loss"] for r in losses(args.out / "ddp")]
     per_step = max(abs(x - y) / x for x, y in zip(one, two))
     win = lambda v: [sum(v[i : i + 10]) / 10 for i in range(0, len(v), 10)]  # noqa: E731
     windowed = max(abs(x - y) / x for x, y in zip(win(one), win(two)))
-    print(f"torchrun 2 processes vs 1: max relative loss gap per step {per_step:.3%}, "
-          f"per 10-step window {windowed:.3%}; throughput {throughput(args.out / 'ddp'):.1f} samples/s")
+    print(
+        f"torchrun 2 processes vs 1: max relative loss gap per step {per_step:.3%}, "
+        f"per 10-step window {windowed:.3%}; throughput {throughput(args.out / 'ddp'):.1f} samples/s"
+    )
 
 
 if __name__ == "__main__":

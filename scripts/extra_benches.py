@@ -41,8 +41,12 @@ def animal_bench(data: Path, recordings: list[dict]) -> list[dict]:
 def val_benches(data: Path, clap: Path, recordings: list[dict]) -> tuple[list[dict], list[dict]]:
     label = {r["id"]: r["label"] for r in recordings}
     held = set(json.loads((clap / "split.json").read_text())["val_recordings"])
-    pairs = [p for name in ("train", "val") for p in read_jsonl(data / "clap" / f"{name}.jsonl")
-             if held.issuperset(p["sources"])]  # read_pairs would drop "sources"
+    pairs = [
+        p
+        for name in ("train", "val")
+        for p in read_jsonl(data / "clap" / f"{name}.jsonl")
+        if held.issuperset(p["sources"])
+    ]  # read_pairs would drop "sources"
     captions: dict[str, list[str]] = {}
     single: dict[str, str] = {}  # clip -> label, for clips made from one recording
     for p in pairs:
@@ -51,8 +55,10 @@ def val_benches(data: Path, clap: Path, recordings: list[dict]) -> tuple[list[di
             single[p["audio"]] = label[p["sources"][0]]
     path = {a: str((data / "clap" / a).resolve()) for a in captions}
     labels = sorted(set(single.values()))
-    cls = [{"id": a, "audio": path[a], "task": "classification", "label": lab, "labels": labels}
-           for a, lab in single.items()]
+    cls = [
+        {"id": a, "audio": path[a], "task": "classification", "label": lab, "labels": labels}
+        for a, lab in single.items()
+    ]
     cap = [{"id": a, "audio": path[a], "task": "sound_caption", "captions": c} for a, c in captions.items()]
     return cls, cap
 

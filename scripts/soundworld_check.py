@@ -63,13 +63,22 @@ def main() -> None:
     for i, (wav, caption, src) in enumerate(rows):
         x, sr = sf.read(str(wav))
         st = sox_stats(wav)
-        print(f"{str(wav.relative_to(args.out)):<38} {st.get('Length s', '?'):>6} {st.get('RMS lev dB', '?'):>7} "
-              f"{st.get('Pk lev dB', '?'):>6} {silent_share(x, sr):>6.2f}  {caption}")
+        print(
+            f"{str(wav.relative_to(args.out)):<38} {st.get('Length s', '?'):>6} {st.get('RMS lev dB', '?'):>7} "
+            f"{st.get('Pk lev dB', '?'):>6} {silent_share(x, sr):>6.2f}  {caption}"
+        )
         if i < args.png:
             S = spectrogram(x, sr)
             fig, ax = plt.subplots(figsize=(7, 2.6), dpi=72)
-            ax.imshow(S, origin="lower", aspect="auto", cmap="magma", vmin=S.max() - 80, vmax=S.max(),
-                      extent=[0, len(x) / sr, 0, sr / 2000])
+            ax.imshow(
+                S,
+                origin="lower",
+                aspect="auto",
+                cmap="magma",
+                vmin=S.max() - 80,
+                vmax=S.max(),
+                extent=[0, len(x) / sr, 0, sr / 2000],
+            )
             ax.set_xlabel("time (s)")
             ax.set_ylabel("kHz")
             ax.set_title(caption if len(caption) < 90 else caption[:87] + "...", fontsize=8)

@@ -6,7 +6,7 @@ The mapping was written by reading each package's own descriptions (opensfx.cat 
 recording pattern and the everyday label, category and description it gets, or the reason it is
 excluded. Statistics exclude silence and too-short blips automatically.
 
-Run once after unpacking all packages (the build does it): 
+Run once after unpacking all packages (the build does it):
     .venv/bin/python scripts/soundworld_curate.py [CACHE]
 """
 
@@ -29,7 +29,9 @@ X = None  # marker: excluded (the third field is the reason)
 
 # (regex on recording id, label, category, description) or (regex, X, reason)
 OPENSFX = {
-    0: X, 1: X, 2: ("splash", "water", "something heavy splashing into water"),
+    0: X,
+    1: X,
+    2: ("splash", "water", "something heavy splashing into water"),
     3: ("steam whistle", "machinery", "a factory steam whistle blowing"),
     4: ("steam train", "vehicle", "a steam train sounding its whistle as it leaves"),
     5: ("steam train", "vehicle", "a steam engine whistling as it enters a tunnel"),
@@ -67,10 +69,13 @@ OPENSFX = {
     38: ("horse", "animal", "a horse neighing"),
     39: ("hammering", "tools", "a blacksmith hammering metal"),
     40: ("circular saw", "tools", "a circular saw cutting wood"),
-    41: (X, "0.09 s shaker fragment"), 42: (X, "toyland cartoon mix with no single source"),
+    41: (X, "0.09 s shaker fragment"),
+    42: (X, "toyland cartoon mix with no single source"),
     43: (X, "toyland cartoon mix with no single source"),
-    44: (X, "toyland cartoon mix with no single source"), 45: (X, "0.06 s shaker fragment"),
-    46: ("bubbling", "water", "bubbles gurgling in water"), 47: (X, "0.09 s plop, too short"),
+    44: (X, "toyland cartoon mix with no single source"),
+    45: (X, "0.06 s shaker fragment"),
+    46: ("bubbling", "water", "bubbles gurgling in water"),
+    47: (X, "0.09 s plop, too short"),
     48: (X, "toyland cartoon mix with no single source"),
     49: ("slurping", "human", "a cartoon slurp of a drink"),
     51: ("bubbling", "water", "water bubbling and gurgling"),
@@ -98,40 +103,75 @@ OPENSFX = {
 }
 
 ANIMAL_SOUND = {  # tuxpaint animal -> (label, description)
-    "frog": ("frog", "a frog croaking"), "blackbird": ("bird", "a blackbird singing"),
-    "crow": ("crow", "a crow cawing"), "cuckoo": ("cuckoo", "a cuckoo calling"),
-    "drake": ("duck", "a drake quacking"), "duck": ("duck", "a duck quacking"),
-    "gander": ("goose", "a goose honking"), "hen": ("chicken", "a hen clucking"),
-    "heron_greatblue_flying": ("bird", "a heron calling as it flies"), "lark": ("bird", "a lark singing"),
-    "owl": ("owl", "an owl hooting"), "penguin": ("penguin", "a penguin calling"),
-    "quetzal": ("bird", "a quetzal calling"), "rooster": ("rooster", "a rooster crowing"),
-    "seagull": ("seagull", "seagulls crying"), "tucan": ("bird", "a toucan croaking"),
-    "turkey": ("turkey", "a turkey gobbling"), "vulture": ("bird", "a vulture screeching"),
-    "bee": ("bee", "a bee buzzing"), "grasshopper": ("insect", "a grasshopper chirping"),
-    "hornet": ("bee", "a hornet buzzing"), "mosquito": ("mosquito", "a mosquito whining"),
-    "xanthia": ("insect", "a moth fluttering"), "chimp": ("monkey", "a chimpanzee screaming"),
-    "gorilla": ("gorilla", "a gorilla grunting"), "dolphin": ("dolphin", "a dolphin clicking and whistling"),
-    "orca": ("whale", "an orca calling"), "sea_lion": ("sea lion", "a sea lion barking"),
-    "whale": ("whale", "a whale singing"), "badger": ("badger", "a badger snuffling"),
-    "bear": ("bear", "a bear growling"), "bison": ("cow", "a bison grunting"),
-    "bull": ("cow", "a bull bellowing"), "cow": ("cow", "a cow mooing"),
-    "cow_white": ("cow", "a cow mooing"), "goat": ("goat", "a goat bleating"),
-    "mountaingoat": ("goat", "a mountain goat bleating"), "ram": ("sheep", "a ram bleating"),
-    "sheep": ("sheep", "a sheep bleating"), "sheep_lamb": ("sheep", "a lamb bleating"),
-    "camel": ("camel", "a camel groaning"), "dromedary": ("camel", "a dromedary grunting"),
-    "lion": ("lion", "a lion roaring"), "tiger": ("tiger", "a tiger growling"),
-    "caribou": ("deer", "a caribou grunting"), "deer": ("deer", "a deer calling"),
-    "doe": ("deer", "a doe bleating"), "dog": ("dog", "a dog barking"), "fox": ("fox", "a fox yelping"),
-    "elephant": ("elephant", "an elephant trumpeting"), "donkey": ("donkey", "a donkey braying"),
-    "horse": ("horse", "a horse neighing"), "zebra": ("horse", "a zebra barking"),
-    "ferret": ("ferret", "a ferret chattering"), "hippopotamus": ("hippopotamus", "a hippopotamus grunting"),
-    "pig": ("pig", "a pig oinking"), "pig_golden": ("pig", "a pig grunting"),
-    "pig_golden2": ("pig", "a pig grunting"), "beaver": ("beaver", "a beaver gnawing"),
-    "mouse": ("mouse", "a mouse squeaking"), "rabbit": ("rabbit", "a rabbit squeaking"),
-    "squirrel": ("squirrel", "a squirrel chattering"), "koala": ("koala", "a koala bellowing"),
-    "nandou": ("bird", "a rhea booming"), "iguana": ("lizard", "an iguana hissing"),
-    "giraffe": ("giraffe", "a giraffe snorting"), "wombat": ("wombat", "a wombat grunting"),
-    "blackcat": ("cat", "a cat meowing"), "bat_left": ("bat", "a bat squeaking"),
+    "frog": ("frog", "a frog croaking"),
+    "blackbird": ("bird", "a blackbird singing"),
+    "crow": ("crow", "a crow cawing"),
+    "cuckoo": ("cuckoo", "a cuckoo calling"),
+    "drake": ("duck", "a drake quacking"),
+    "duck": ("duck", "a duck quacking"),
+    "gander": ("goose", "a goose honking"),
+    "hen": ("chicken", "a hen clucking"),
+    "heron_greatblue_flying": ("bird", "a heron calling as it flies"),
+    "lark": ("bird", "a lark singing"),
+    "owl": ("owl", "an owl hooting"),
+    "penguin": ("penguin", "a penguin calling"),
+    "quetzal": ("bird", "a quetzal calling"),
+    "rooster": ("rooster", "a rooster crowing"),
+    "seagull": ("seagull", "seagulls crying"),
+    "tucan": ("bird", "a toucan croaking"),
+    "turkey": ("turkey", "a turkey gobbling"),
+    "vulture": ("bird", "a vulture screeching"),
+    "bee": ("bee", "a bee buzzing"),
+    "grasshopper": ("insect", "a grasshopper chirping"),
+    "hornet": ("bee", "a hornet buzzing"),
+    "mosquito": ("mosquito", "a mosquito whining"),
+    "xanthia": ("insect", "a moth fluttering"),
+    "chimp": ("monkey", "a chimpanzee screaming"),
+    "gorilla": ("gorilla", "a gorilla grunting"),
+    "dolphin": ("dolphin", "a dolphin clicking and whistling"),
+    "orca": ("whale", "an orca calling"),
+    "sea_lion": ("sea lion", "a sea lion barking"),
+    "whale": ("whale", "a whale singing"),
+    "badger": ("badger", "a badger snuffling"),
+    "bear": ("bear", "a bear growling"),
+    "bison": ("cow", "a bison grunting"),
+    "bull": ("cow", "a bull bellowing"),
+    "cow": ("cow", "a cow mooing"),
+    "cow_white": ("cow", "a cow mooing"),
+    "goat": ("goat", "a goat bleating"),
+    "mountaingoat": ("goat", "a mountain goat bleating"),
+    "ram": ("sheep", "a ram bleating"),
+    "sheep": ("sheep", "a sheep bleating"),
+    "sheep_lamb": ("sheep", "a lamb bleating"),
+    "camel": ("camel", "a camel groaning"),
+    "dromedary": ("camel", "a dromedary grunting"),
+    "lion": ("lion", "a lion roaring"),
+    "tiger": ("tiger", "a tiger growling"),
+    "caribou": ("deer", "a caribou grunting"),
+    "deer": ("deer", "a deer calling"),
+    "doe": ("deer", "a doe bleating"),
+    "dog": ("dog", "a dog barking"),
+    "fox": ("fox", "a fox yelping"),
+    "elephant": ("elephant", "an elephant trumpeting"),
+    "donkey": ("donkey", "a donkey braying"),
+    "horse": ("horse", "a horse neighing"),
+    "zebra": ("horse", "a zebra barking"),
+    "ferret": ("ferret", "a ferret chattering"),
+    "hippopotamus": ("hippopotamus", "a hippopotamus grunting"),
+    "pig": ("pig", "a pig oinking"),
+    "pig_golden": ("pig", "a pig grunting"),
+    "pig_golden2": ("pig", "a pig grunting"),
+    "beaver": ("beaver", "a beaver gnawing"),
+    "mouse": ("mouse", "a mouse squeaking"),
+    "rabbit": ("rabbit", "a rabbit squeaking"),
+    "squirrel": ("squirrel", "a squirrel chattering"),
+    "koala": ("koala", "a koala bellowing"),
+    "nandou": ("bird", "a rhea booming"),
+    "iguana": ("lizard", "an iguana hissing"),
+    "giraffe": ("giraffe", "a giraffe snorting"),
+    "wombat": ("wombat", "a wombat grunting"),
+    "blackcat": ("cat", "a cat meowing"),
+    "bat_left": ("bat", "a bat squeaking"),
 }
 
 TUXPAINT_OTHER = {
@@ -164,7 +204,12 @@ TUXPAINT_OTHER = {
 # Regex rules for the packages without one description per file: (pattern, label, category, description)
 RULES: list[tuple[str, str | None, str, str]] = [
     # --- wesnoth: keep real-world sounds, drop fantasy voices, spells and interface sounds
-    (r"wesnoth/(join|select|checkbox|timer|contract|slider|chat-.*|leave|select-unit|gamestart|receive|expand|arrive|button)$", X, "", "game interface blip"),
+    (
+        r"wesnoth/(join|select|checkbox|timer|contract|slider|chat-.*|leave|select-unit|gamestart|receive|expand|arrive|button)$",
+        X,
+        "",
+        "game interface blip",
+    ),
     (r"wesnoth/bell$", "bell", "alarm", "a small bell ringing"),
     (r"wesnoth/wolf-(growl|hit|die)-\d", "wolf", "animal", "a wolf growling and snarling"),
     (r"wesnoth/horse-(hit|die)", "horse", "animal", "a horse whinnying"),
@@ -179,8 +224,18 @@ RULES: list[tuple[str, str | None, str, str]] = [
     (r"wesnoth/sword-\d", "sword", "weapon", "swords clashing"),
     (r"wesnoth/(bow|bow-puny|crossbow)(-fire)?$", "bow and arrow", "weapon", "an arrow shot from a bow"),
     (r"wesnoth/(bow|bow-puny|crossbow)(-fire)?-miss$", "whoosh", "weapon", "an arrow whooshing past"),
-    (r"wesnoth/(axe|hatchet|mace|club|flail|staff|fist|spear|knife|dagger-swish|throwing-knife)$", "hit", "impact", "a heavy blow landing"),
-    (r"wesnoth/(axe|hatchet|mace|club|flail|staff|fist|spear|knife|throwing-knife|sling|sling-big|claws)-miss$", "whoosh", "impact", "something swishing through the air"),
+    (
+        r"wesnoth/(axe|hatchet|mace|club|flail|staff|fist|spear|knife|dagger-swish|throwing-knife)$",
+        "hit",
+        "impact",
+        "a heavy blow landing",
+    ),
+    (
+        r"wesnoth/(axe|hatchet|mace|club|flail|staff|fist|spear|knife|throwing-knife|sling|sling-big|claws)-miss$",
+        "whoosh",
+        "impact",
+        "something swishing through the air",
+    ),
     (r"wesnoth/throw-\d", "whoosh", "impact", "something thrown whooshing through the air"),
     (r"wesnoth/miss-\d", "whoosh", "impact", "a swing whooshing through the air"),
     (r"wesnoth/(gunshot|thunderstick|dragonstick)$", "gunshot", "weapon", "a gun firing"),
@@ -242,7 +297,12 @@ RULES: list[tuple[str, str | None, str, str]] = [
     (r"lmms/misc/raving_crowd01$", "crowd", "human", "a crowd cheering"),
     (r"lmms/misc/snaph01$", "finger snapping", "human", "fingers snapping"),
     (r"lmms/misc/", X, "", "unnamed synthetic blip"),
-    (r"lmms/stringsnpads/(strings|heaven_strings|orion_string|space_strings).*", "strings", "musical instrument", "a string section holding a chord"),
+    (
+        r"lmms/stringsnpads/(strings|heaven_strings|orion_string|space_strings).*",
+        "strings",
+        "musical instrument",
+        "a string section holding a chord",
+    ),
     (r"lmms/stringsnpads/(chorus|rave_choir).*", "choir", "musical instrument", "a choir singing"),
     (r"lmms/stringsnpads/bell_choir.*", "bell", "musical instrument", "bells chiming"),
     (r"lmms/stringsnpads/", "synthesizer", "musical instrument", "a synthesizer pad"),
@@ -252,15 +312,30 @@ RULES: list[tuple[str, str | None, str, str]] = [
     (r"sonicpi/ambi_glass_(rub|hum)$", "glass", "household", "a finger rubbed around a wine glass"),
     (r"sonicpi/ambi_", X, "", "abstract ambient drone with no everyday label"),
     (r"sonicpi/bass_", "synthesizer", "musical instrument", "a synthesizer bass note"),
-    (r"sonicpi/(bd_|drum_heavy_kick|drum_bass_|elec_(hollow|soft)_kick)", "bass drum", "musical instrument", "a bass drum being hit"),
-    (r"sonicpi/(sn_|drum_snare_|elec_(hi|lo|mid|filt)?_?snare)", "snare drum", "musical instrument", "a snare drum being hit"),
+    (
+        r"sonicpi/(bd_|drum_heavy_kick|drum_bass_|elec_(hollow|soft)_kick)",
+        "bass drum",
+        "musical instrument",
+        "a bass drum being hit",
+    ),
+    (
+        r"sonicpi/(sn_|drum_snare_|elec_(hi|lo|mid|filt)?_?snare)",
+        "snare drum",
+        "musical instrument",
+        "a snare drum being hit",
+    ),
     (r"sonicpi/drum_cymbal_(closed|pedal)$", "hi-hat", "musical instrument", "a hi-hat cymbal"),
     (r"sonicpi/(drum_cymbal_|drum_splash_|elec_cymbal)", "cymbal", "musical instrument", "a cymbal ringing"),
     (r"sonicpi/drum_tom_", "tom-tom drum", "musical instrument", "a tom-tom drum being hit"),
     (r"sonicpi/drum_cowbell$", "cowbell", "musical instrument", "a cowbell"),
     (r"sonicpi/drum_roll$", "snare drum", "musical instrument", "a snare drum roll"),
     (r"sonicpi/guit_", "electric guitar", "musical instrument", "an electric guitar"),
-    (r"sonicpi/loop_(amen|amen_full|breakbeat|perc\d|garzul|mika|compus|industrial|safari)$", "drum beat", "music", "a looping drum beat"),
+    (
+        r"sonicpi/loop_(amen|amen_full|breakbeat|perc\d|garzul|mika|compus|industrial|safari)$",
+        "drum beat",
+        "music",
+        "a looping drum beat",
+    ),
     (r"sonicpi/loop_tabla$", "tabla", "musical instrument", "tabla drums playing a rhythm"),
     (r"sonicpi/tabla_", "tabla", "musical instrument", "a tabla drum stroke"),
     (r"sonicpi/misc_burp$", "burping", "human", "someone burping"),
@@ -279,13 +354,23 @@ RULES: list[tuple[str, str | None, str, str]] = [
     (r"hydrogen/.*/(sample_.*|\d+|redo_.*|fx|zap_\d|[a-g]#?\d)$", X, "", "anonymous sample slot, instrument not named"),
     (r"hydrogen/.*/(.*kick.*|.*bass_?drum.*)$", "bass drum", "musical instrument", "a bass drum being hit"),
     (r"hydrogen/.*/.*(hh|hat).*$", "hi-hat", "musical instrument", "a hi-hat cymbal"),
-    (r"hydrogen/.*/.*(snare|rimshot|rim_click|side_stick).*$", "snare drum", "musical instrument", "a snare drum being hit"),
+    (
+        r"hydrogen/.*/.*(snare|rimshot|rim_click|side_stick).*$",
+        "snare drum",
+        "musical instrument",
+        "a snare drum being hit",
+    ),
     (r"hydrogen/.*/.*(crash|ride|china|splash|cymbal|bell).*$", "cymbal", "musical instrument", "a cymbal ringing"),
     (r"hydrogen/.*/.*tom.*$", "tom-tom drum", "musical instrument", "a tom-tom drum being hit"),
     (r"hydrogen/.*/.*clap.*$", "hand clap", "musical instrument", "hands clapping"),
     (r"hydrogen/.*/.*cowbell.*$", "cowbell", "musical instrument", "a cowbell being struck"),
     (r"hydrogen/.*/.*tambourine.*$", "tambourine", "musical instrument", "a tambourine jingling"),
-    (r"hydrogen/.*/.*(conga|bongo|djembe|cajon|sangban|dununba|kenkeni|drum_\d).*$", "hand drum", "musical instrument", "a hand drum being played"),
+    (
+        r"hydrogen/.*/.*(conga|bongo|djembe|cajon|sangban|dununba|kenkeni|drum_\d).*$",
+        "hand drum",
+        "musical instrument",
+        "a hand drum being played",
+    ),
     (r"hydrogen/.*/.*(woodblock|clave|stick).*$", "woodblock", "musical instrument", "a wooden click"),
     (r"hydrogen/.*/.*maraca.*$", "shaker", "musical instrument", "a maraca shaking"),
     (r"hydrogen/.*/.*agogo.*$", "cowbell", "musical instrument", "an agogo bell"),
@@ -356,7 +441,10 @@ def main() -> None:
             try:
                 st = stats(r.path)
             except Exception as err:  # noqa: BLE001 (record why a file is unusable)
-                excluded[r.id] = {"source_package": pkg, "reason": f"does not decode with soundfile ({type(err).__name__})"}
+                excluded[r.id] = {
+                    "source_package": pkg,
+                    "reason": f"does not decode with soundfile ({type(err).__name__})",
+                }
                 continue
             value, reason = rule_for(r)
             if value is not None and st["rms_db"] < -60:
@@ -367,8 +455,14 @@ def main() -> None:
                 excluded[r.id] = {"source_package": pkg, "reason": reason, **st}
                 continue
             label, cat, desc = value
-            entries[r.id] = {"source_package": pkg, "label": label, "category": cat,
-                             "description": desc, "hint": r.hint[:120], **st}
+            entries[r.id] = {
+                "source_package": pkg,
+                "label": label,
+                "category": cat,
+                "description": desc,
+                "hint": r.hint[:120],
+                **st,
+            }
     OUT.write_text(json.dumps({"recordings": entries, "excluded": excluded}, indent=1, sort_keys=True) + "\n")
     print(f"{len(entries)} curated, {len(excluded)} excluded -> {OUT}")
 

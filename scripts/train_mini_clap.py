@@ -26,8 +26,14 @@ def main() -> int:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--config", type=Path, default=Path("configs/mini/clap.yaml"), help="the recipe (YAML)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="set a field of the recipe, e.g. steps=500; repeatable")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a field of the recipe, e.g. steps=500; repeatable",
+    )
     parser.add_argument("--clip-seconds", type=float, default=AudioConfig().clip_seconds, help="evaluation window")
     args = parser.parse_args()
     try:

@@ -18,15 +18,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mats_lab.build_mini import BuildPaths, mats_run_config
 from mats.train import train
+from mats_lab.build_mini import BuildPaths, mats_run_config
 
 MODELS: dict[str, dict] = {
-    "text-s1": {"seed": 1}, "text-s2": {"seed": 2},
-    "audio-s1": {"seed": 1, "audio": True}, "audio-s2": {"seed": 2, "audio": True},
-    "sigma003-s0": {"seed": 0, "sigma": 0.003}, "sigma003-s1": {"seed": 1, "sigma": 0.003},
+    "text-s1": {"seed": 1},
+    "text-s2": {"seed": 2},
+    "audio-s1": {"seed": 1, "audio": True},
+    "audio-s2": {"seed": 2, "audio": True},
+    "sigma003-s0": {"seed": 0, "sigma": 0.003},
+    "sigma003-s1": {"seed": 1, "sigma": 0.003},
     "sigma003-s2": {"seed": 2, "sigma": 0.003},
-    "sigma015-s0": {"seed": 0, "sigma": 0.015}, "sigma015-s1": {"seed": 1, "sigma": 0.015},
+    "sigma015-s0": {"seed": 0, "sigma": 0.015},
+    "sigma015-s1": {"seed": 1, "sigma": 0.015},
     "sigma015-s2": {"seed": 2, "sigma": 0.015},
 }
 

@@ -27,8 +27,10 @@ def shared_file(rel: str) -> Path:
     """SHARED_DATA / rel, or skip the calling test: it needs the full file, not the fixture rows."""
     path = SHARED_DATA / rel
     if not path.is_file():
-        pytest.skip(f"../shared/data not beside the repository: {path} not found "
-                    "(the full real file; MATS_SHARED_DATA names another place)")
+        pytest.skip(
+            f"../shared/data not beside the repository: {path} not found "
+            "(the full real file; MATS_SHARED_DATA names another place)"
+        )
     return path
 
 

@@ -5,13 +5,13 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 
 def mats(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "mats", *map(str, args)], capture_output=True, text=True,
-                       cwd=ROOT, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "mats", *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     if check:
         assert r.returncode == 0, r.stderr
     return r
@@ -24,14 +24,18 @@ def test_four_verbs_print_the_documented_json(trained_tiny, wav_file):
     docs = json.loads(mats("caption", wav_file, wav_file, "--model", trained_tiny, "--json").stdout)
     assert [set(d) for d in docs] == [{"audio", "caption"}] * 2 and docs[0] == docs[1]
 
-    docs = json.loads(mats("classify", wav_file, "--labels", "dog,rain,piano", "--model", trained_tiny,
-                           "--json").stdout)
+    docs = json.loads(
+        mats("classify", wav_file, "--labels", "dog,rain,piano", "--model", trained_tiny, "--json").stdout
+    )
     assert set(docs[0]) == {"audio", "label", "scores"}
     assert docs[0]["label"] in {"dog", "rain", "piano"} and set(docs[0]["scores"]) == {"dog", "rain", "piano"}
     assert docs[0]["label"] == max(docs[0]["scores"], key=docs[0]["scores"].get)
 
-    doc = json.loads(mats("choose", wav_file, "What is heard?", "--choices", "a dog|rain|a piano",
-                          "--model", trained_tiny, "--json").stdout)
+    doc = json.loads(
+        mats(
+            "choose", wav_file, "What is heard?", "--choices", "a dog|rain|a piano", "--model", trained_tiny, "--json"
+        ).stdout
+    )
     assert set(doc) == {"audio", "question", "answer"} and doc["answer"] in {"a dog", "rain", "a piano"}
 
 
@@ -65,22 +69,39 @@ def test_train_takes_dotted_overrides_in_both_spellings(tmp_path):
     import yaml
 
     out = tmp_path / "run"
-    mats("train", "configs/tiny.yaml", "--out", out, "--max-steps", 2,
-         "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "data.train=[synthetic:300]",
-         "--model.santa.memory_size", 200, "--train.lr=1e-3", "--train.log-every", 1)
+    mats(
+        "train",
+        "configs/tiny.yaml",
+        "--out",
+        out,
+        "--max-steps",
+        2,
+        "--set",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "--set",
+        "data.train=[synthetic:300]",
+        "--model.santa.memory_size",
+        200,
+        "--train.lr=1e-3",
+        "--train.log-every",
+        1,
+    )
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["train"]["lr"] == 1e-3 and cfg["train"]["log_every"] == 1
     assert cfg["model"]["santa"]["memory_size"] == 200 and cfg["data"]["train"] == ["synthetic:300"]
     assert (out / "final" / "config.json").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--train.lr", "fast"], "train.lr must be a float, got 'fast'"),
-    (["--set", "model.santa.mode=everything"], "model.santa.mode must be one of"),
-    (["--max-step", "3"], "no such option --max-step (did you mean --max-steps?)"),
-    (["--lr", "3"], "unknown key lr (did you mean train.lr?)"),
-    (["--train.lr"], "needs a value"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--train.lr", "fast"], "train.lr must be a float, got 'fast'"),
+        (["--set", "model.santa.mode=everything"], "model.santa.mode must be one of"),
+        (["--max-step", "3"], "no such option --max-step (did you mean --max-steps?)"),
+        (["--lr", "3"], "unknown key lr (did you mean train.lr?)"),
+        (["--train.lr"], "needs a value"),
+    ],
+)
 def test_train_rejects_bad_overrides_in_one_line(tmp_path, args, message):
     r = mats("train", "configs/tiny.yaml", "--out", tmp_path / "out", *args, check=False)
     assert r.returncode != 0 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -102,11 +123,14 @@ def test_sigma_estimates_from_pairs_with_each_rule(trained_tiny, tmp_path):
 
     from mats.data.records import write_jsonl
 
-    pairs = [{"audio": str(write_tone(tmp_path / f"{f}.wav", f)), "caption": f"a tone at {f} hertz"}
-             for f in (220, 440, 880)]
+    pairs = [
+        {"audio": str(write_tone(tmp_path / f"{f}.wav", f)), "caption": f"a tone at {f} hertz"} for f in (220, 440, 880)
+    ]
     write_jsonl(tmp_path / "pairs.jsonl", pairs)
-    values = {rule: float(mats("sigma", tmp_path / "pairs.jsonl", "--model", trained_tiny, "--rule", rule).stdout)
-              for rule in ("mean_linf", "mean_linf_squared", "gap_energy")}
+    values = {
+        rule: float(mats("sigma", tmp_path / "pairs.jsonl", "--model", trained_tiny, "--rule", rule).stdout)
+        for rule in ("mean_linf", "mean_linf_squared", "gap_energy")
+    }
     assert all(v > 0 for v in values.values())
     # ||d||^2 / D <= ||d||_inf^2 for every pair, so the gap energy never exceeds the squared rule.
     assert values["gap_energy"] <= values["mean_linf_squared"]

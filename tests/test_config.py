@@ -137,19 +137,22 @@ def test_shipped_models_load_through_the_loader():
 # the strict loader: errors name the file and the dotted key
 
 
-@pytest.mark.parametrize("text, message", [
-    ("train:\n  lr: fast\n", "train.lr must be a float, got 'fast'"),
-    ("train:\n  max_steps: 2.5\n", "train.max_steps must be an int, got 2.5"),
-    ("train:\n  max_steps: true\n", "train.max_steps must be an int, got True"),
-    ("model:\n  santa:\n    normalize_audio: maybe\n", "model.santa.normalize_audio must be true or false"),
-    ("model:\n  lora:\n    target_modules: c_attn\n", "model.lora.target_modules must be a list"),
-    ("model:\n  lora:\n    target_modules: [c_attn, 3]\n", "model.lora.target_modules[1] must be a str, got 3"),
-    ("data:\n  max_records: many\n", "data.max_records must be an int or null"),
-    ("train:\n  task_weights: {aqa: lots}\n", "train.task_weights.aqa must be a float"),
-    ("train:\n  schedule: exponential\n", "train.schedule must be one of ['linear', 'cosine', 'constant']"),
-    ("model: 3\n", "model must be a mapping"),
-    ("- a\n- b\n", "top level must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train:\n  lr: fast\n", "train.lr must be a float, got 'fast'"),
+        ("train:\n  max_steps: 2.5\n", "train.max_steps must be an int, got 2.5"),
+        ("train:\n  max_steps: true\n", "train.max_steps must be an int, got True"),
+        ("model:\n  santa:\n    normalize_audio: maybe\n", "model.santa.normalize_audio must be true or false"),
+        ("model:\n  lora:\n    target_modules: c_attn\n", "model.lora.target_modules must be a list"),
+        ("model:\n  lora:\n    target_modules: [c_attn, 3]\n", "model.lora.target_modules[1] must be a str, got 3"),
+        ("data:\n  max_records: many\n", "data.max_records must be an int or null"),
+        ("train:\n  task_weights: {aqa: lots}\n", "train.task_weights.aqa must be a float"),
+        ("train:\n  schedule: exponential\n", "train.schedule must be one of ['linear', 'cosine', 'constant']"),
+        ("model: 3\n", "model must be a mapping"),
+        ("- a\n- b\n", "top level must be a mapping"),
+    ],
+)
 def test_a_value_of_the_wrong_type_names_the_file_and_the_key(tmp_path, text, message):
     p = tmp_path / "x.yaml"
     p.write_text(text)
@@ -168,8 +171,11 @@ def test_values_are_converted_to_their_field_type(tmp_path):
 def test_unknown_keys_name_the_dotted_key_and_close_matches(tmp_path):
     p = tmp_path / "x.yaml"
     p.write_text("train:\n  learning_rate: 1\n  warmup: 3\n")
-    with pytest.raises(ConfigError, match=r"unknown keys train.learning_rate, train.warmup \(did you mean "
-                                          r"train.warmup_steps\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown keys train.learning_rate, train.warmup \(did you mean "
+        r"train.warmup_steps\?\)",
+    ):
         load_config(p)
     p.write_text("model:\n  mapper:\n    zzz: 1\n")  # nothing close: the known keys are listed
     with pytest.raises(ConfigError, match=r"model.mapper.zzz \(known: model.mapper.clip_length"):
@@ -214,9 +220,20 @@ def test_missing_required_keys_are_named():
 
 def test_overrides_set_typed_values_on_a_copy():
     cfg = RunConfig()
-    new = apply_overrides(cfg, ["train.lr=3e-4", "model.santa.lam=0.9", "model.santa.mode=no_kmeans",
-                                "data.train=[a.jsonl, b.jsonl]", "data.max_records=null", "train.num_threads=2",
-                                "model.lm.path=2024", "train.task_weights={aqa: 2}", "model.prompt.answer_prefix= "])
+    new = apply_overrides(
+        cfg,
+        [
+            "train.lr=3e-4",
+            "model.santa.lam=0.9",
+            "model.santa.mode=no_kmeans",
+            "data.train=[a.jsonl, b.jsonl]",
+            "data.max_records=null",
+            "train.num_threads=2",
+            "model.lm.path=2024",
+            "train.task_weights={aqa: 2}",
+            "model.prompt.answer_prefix= ",
+        ],
+    )
     assert (new.train.lr, new.model.santa.lam, new.model.santa.mode) == (3e-4, 0.9, "no_kmeans")
     assert new.data.train == ["a.jsonl", "b.jsonl"] and new.data.max_records is None and new.train.num_threads == 2
     assert new.model.lm.path == "2024"  # a str field keeps the text as written
@@ -224,14 +241,17 @@ def test_overrides_set_typed_values_on_a_copy():
     assert cfg == RunConfig()  # the original is untouched
 
 
-@pytest.mark.parametrize("item, message", [
-    ("train.lr=fast", "train.lr must be a float, got 'fast'"),
-    ("model.santa.mode=everything", "model.santa.mode must be one of"),
-    ("train.lrr=1", r"unknown key train.lrr \(did you mean train.lr\?\)"),
-    ("lr=1", r"unknown key lr \(did you mean train.lr\?\)"),
-    ("model.santa=1", "model.santa is a section"),
-    ("train.lr", "must look like KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("train.lr=fast", "train.lr must be a float, got 'fast'"),
+        ("model.santa.mode=everything", "model.santa.mode must be one of"),
+        ("train.lrr=1", r"unknown key train.lrr \(did you mean train.lr\?\)"),
+        ("lr=1", r"unknown key lr \(did you mean train.lr\?\)"),
+        ("model.santa=1", "model.santa is a section"),
+        ("train.lr", "must look like KEY=VALUE"),
+    ],
+)
 def test_bad_overrides_are_errors(item, message):
     with pytest.raises(ConfigError, match=message):
         apply_overrides(RunConfig(), [item])
@@ -246,7 +266,10 @@ def test_overrides_run_the_config_check():
 
 def test_cli_flags_become_overrides():
     assert cli_overrides(["--train.lr", "3e-4", "--model.santa.lam=0.9", "--train.max-steps", "5"]) == [
-        "train.lr=3e-4", "model.santa.lam=0.9", "train.max_steps=5"]
+        "train.lr=3e-4",
+        "model.santa.lam=0.9",
+        "train.max_steps=5",
+    ]
     with pytest.raises(ConfigError, match="needs a value"):
         cli_overrides(["--train.lr"])
     with pytest.raises(ConfigError, match="unexpected argument 'extra'"):

@@ -52,8 +52,11 @@ def test_cosine_choice_and_scores():
 def test_exact_match_wins_over_cosine():
     # A table embedder where "the dog" sits right on top of the wrong candidate.
     table = {"The dog.": [1.0, 0.0], "dog": [0.0, 1.0], "dog barking loudly": [0.99, 0.1]}
-    embed = lambda texts: torch.tensor([table[t] for t in texts])
-    (best, scores), = match_to_candidates(["The dog."], ["dog barking loudly", "dog"], embed)
+
+    def embed(texts):
+        return torch.tensor([table[t] for t in texts])
+
+    ((best, scores),) = match_to_candidates(["The dog."], ["dog barking loudly", "dog"], embed)
     assert best == 1
     assert scores[1] == 1.0  # exact match sets the chosen score to the top of the range
     assert scores[0] == pytest.approx(cosine(np.array([1.0, 0]), np.array([0.99, 0.1])), abs=1e-6)
@@ -82,9 +85,9 @@ def test_option_letters_for_multiple_choice():
 
 def test_letters_off_for_shared_label_list_by_default():
     emb = BagOfWords(VOCAB)
-    (best, _), = match_to_candidates(["B"], ["dog", "cat"], emb)
+    ((best, _),) = match_to_candidates(["B"], ["dog", "cat"], emb)
     assert best == 0  # no letter reading for classification labels; all cosines are 0
-    (best, _), = match_to_candidates(["B"], ["dog", "cat"], emb, letters=True)
+    ((best, _),) = match_to_candidates(["B"], ["dog", "cat"], emb, letters=True)
     assert best == 1
 
 

@@ -2,13 +2,12 @@ import json
 
 import pytest
 import torch
+from conftest import ROOT
 from safetensors.torch import load_file, save_file
 
 from mats.config import load_config
 from mats.data.synthetic import synthetic_records
 from mats.model import IGNORE, MATS, WEIGHTS, ModelError, split_template
-
-from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,9 @@ def test_only_mapper_and_lora_train(model):
     n_mapper = sum(p.numel() for p in model.mapper.parameters())
     n_lora = sum(p.numel() for n, p in model.lm.named_parameters() if "lora_" in n)
     assert sum(p.numel() for p in model.trainable_parameters()) == n_mapper + n_lora
-    assert not any(p.requires_grad for p in model.encoder.model.parameters()) if hasattr(model.encoder, "model") else True
+    assert (
+        not any(p.requires_grad for p in model.encoder.model.parameters()) if hasattr(model.encoder, "model") else True
+    )
 
 
 def test_labels_cover_exactly_the_answer_and_eos(model):
@@ -49,7 +50,9 @@ def test_loss_ignores_padding(model):
     """A sample's loss is the same alone and next to a longer sample."""
     model.eval()
     a = model.tokenize("Describe the audio.", "a dog barks")
-    b = model.tokenize("Describe the audio in as much detail as you can, please.", "rain falls on a roof while a dog barks")
+    b = model.tokenize(
+        "Describe the audio in as much detail as you can, please.", "rain falls on a roof while a dog barks"
+    )
     z = torch.randn(2, model.encoder.dim)
     alone, _ = model(z[:1], [a])
     both_a = model(z[:1], [a])[0]
@@ -63,15 +66,18 @@ def test_loss_is_the_full_lm_loss_over_answer_tokens(model):
     """forward projects only answer positions onto the vocabulary; the result must be the
     cross-entropy the LM's own full logits give at those positions, gradients included."""
     model.eval()
-    prompts = [model.tokenize("Describe the audio.", "a dog barks"),
-               model.tokenize("Is it loud? Answer yes or no, please.", "yes")]
+    prompts = [
+        model.tokenize("Describe the audio.", "a dog barks"),
+        model.tokenize("Is it loud? Answer yes or no, please.", "yes"),
+    ]
     z = torch.randn(2, model.encoder.dim, requires_grad=True)
     loss, n = model(z, prompts)
     (g_trim,) = torch.autograd.grad(loss, z)
     embeds, mask, labels = model.assemble(z, prompts, left_pad=False)
     logits = model.lm(inputs_embeds=embeds, attention_mask=mask).logits  # (B, T, V)
-    full = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
-                                             ignore_index=IGNORE, reduction="sum")
+    full = torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE, reduction="sum"
+    )
     (g_full,) = torch.autograd.grad(full, z)
     assert n == int((labels != IGNORE).sum())
     assert torch.allclose(loss, full, rtol=1e-5)

@@ -14,8 +14,8 @@ from mats.santa import (
     kmeans_plus_plus,
     load_memory,
     modality_gap,
-    save_memory,
     santa_project,
+    save_memory,
 )
 
 M, D, K, L = 200, 16, 5, 7
@@ -77,8 +77,13 @@ def reference_project(z, mem, cfg):
 @pytest.mark.parametrize("norm_out", [True, False])
 def test_project_matches_direct_formula(memory, audio, mode, norm_audio, norm_out):
     cfg = SantaConfig(
-        mode=mode, k=K, top_l=L, tau=0.1, lam=0.3,
-        normalize_audio=norm_audio, normalize_output=norm_out,
+        mode=mode,
+        k=K,
+        top_l=L,
+        tau=0.1,
+        lam=0.3,
+        normalize_audio=norm_audio,
+        normalize_output=norm_out,
     )
     out = santa_project(audio, memory, cfg)
     assert out.shape == audio.shape and out.dtype == torch.float32
@@ -105,8 +110,10 @@ def test_top_l_larger_than_memory(memory, audio):
 
 def test_modes_differ_on_this_data(memory, audio):
     # guards the comparison above: the data must be such that the modes disagree
-    outs = {m: santa_project(audio, memory, SantaConfig(mode=m, top_l=L)) for m in
-            ("full", "no_kmeans", "noise_only", "memory_only")}
+    outs = {
+        m: santa_project(audio, memory, SantaConfig(mode=m, top_l=L))
+        for m in ("full", "no_kmeans", "noise_only", "memory_only")
+    }
     assert not torch.allclose(outs["full"], outs["no_kmeans"], atol=1e-4)
     assert not torch.allclose(outs["full"], outs["noise_only"], atol=1e-4)
     assert not torch.allclose(outs["full"], outs["memory_only"], atol=1e-4)
@@ -176,8 +183,7 @@ def _blobs(n_per=40, k=5, d=D, seed=0):
 @pytest.mark.parametrize("backend", ["faiss", "sklearn"])
 def test_clustering_is_valid(backend):
     x, labels = _blobs()
-    mem = build_memory(x, 0.002, SantaConfig(k=5, seed=0, kmeans_backend=backend,
-                                              kmeans_iters=50))
+    mem = build_memory(x, 0.002, SantaConfig(k=5, seed=0, kmeans_backend=backend, kmeans_iters=50))
     e = mem.entries.numpy().astype(np.float64)
     c = mem.centroids.numpy().astype(np.float64)
     a = mem.assign.numpy()
@@ -274,14 +280,18 @@ def test_load_rejects_bad_files(memory, tmp_path):
         load_memory(missing)
 
     extra = tmp_path / "extra.safetensors"
-    save_file({"entries": memory.entries, "centroids": memory.centroids,
-               "assign": memory.assign, "bias": torch.zeros(1)}, str(extra))
+    save_file(
+        {"entries": memory.entries, "centroids": memory.centroids, "assign": memory.assign, "bias": torch.zeros(1)},
+        str(extra),
+    )
     with pytest.raises(SantaError, match="unexpected keys \\['bias'\\]"):
         load_memory(extra)
 
     bad_shape = tmp_path / "bad_shape.safetensors"
-    save_file({"entries": memory.entries, "centroids": memory.centroids,
-               "assign": memory.assign[:-1].contiguous()}, str(bad_shape))
+    save_file(
+        {"entries": memory.entries, "centroids": memory.centroids, "assign": memory.assign[:-1].contiguous()},
+        str(bad_shape),
+    )
     with pytest.raises(SantaError, match="assign"):
         load_memory(bad_shape)
 
@@ -308,8 +318,7 @@ def test_modality_gap_direct_computation():
     an = a.numpy() / np.linalg.norm(a.numpy(), axis=1, keepdims=True)
     tn = t.numpy() / np.linalg.norm(t.numpy(), axis=1, keepdims=True)
     assert gap["n"] == 50
-    assert gap["centroid_distance"] == pytest.approx(
-        np.linalg.norm(an.mean(0) - tn.mean(0)), rel=1e-5)
+    assert gap["centroid_distance"] == pytest.approx(np.linalg.norm(an.mean(0) - tn.mean(0)), rel=1e-5)
     assert gap["paired_cosine"] == pytest.approx(np.mean((an * tn).sum(1)), rel=1e-5)
     same = modality_gap(3.0 * t, t)
     assert same["centroid_distance"] == pytest.approx(0.0, abs=1e-6)

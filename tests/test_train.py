@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import ROOT, tiny_run_config
 from safetensors.torch import load_file
 
 from mats.config import to_dict
 from mats.train import TrainError, batch_indices, length_grouped_batches, record_probabilities, train
-
-from conftest import ROOT, tiny_run_config
 
 
 def _weights(run_dir):
@@ -81,8 +80,11 @@ def test_metrics_log_and_final_model(tmp_path):
         train(tiny_run_config(tmp_path / "cache", max_steps=6), out, progress=False)
 
 
-@pytest.mark.parametrize("sampling", [{}, {"task_weights": {"sound_caption": 3.0}}, {"length_groups": 4}],
-                         ids=["epochs", "weighted", "length-groups"])
+@pytest.mark.parametrize(
+    "sampling",
+    [{}, {"task_weights": {"sound_caption": 3.0}}, {"length_groups": 4}],
+    ids=["epochs", "weighted", "length-groups"],
+)
 def test_resume_gives_identical_weights(tmp_path, sampling):
     # Stopping at step 5 splits a length group (steps 4-7) across the two runs.
     cfg = tiny_run_config(tmp_path / "cache", max_steps=10, **sampling)
@@ -94,7 +96,8 @@ def test_resume_gives_identical_weights(tmp_path, sampling):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert _losses(tmp_path / "straight") == [
         {**r, "samples_per_s": s["samples_per_s"]}
-        for r, s in zip(_losses(tmp_path / "split"), _losses(tmp_path / "straight"))]
+        for r, s in zip(_losses(tmp_path / "split"), _losses(tmp_path / "straight"))
+    ]
 
 
 def test_loss_falls(tmp_path):
@@ -111,16 +114,18 @@ def test_cache_means_no_text_encoding_in_steps(tmp_path, monkeypatch):
     from mats.encoders import hf_clap
 
     original = hf_clap.HFClapEncoder.embed_text
-    monkeypatch.setattr(hf_clap.HFClapEncoder, "embed_text",
-                        lambda self, texts: calls.append(len(texts)) or original(self, texts))
+    monkeypatch.setattr(
+        hf_clap.HFClapEncoder, "embed_text", lambda self, texts: calls.append(len(texts)) or original(self, texts)
+    )
     train(cfg, tmp_path / "b", progress=False)
     assert calls == []  # every embedding came from the cache, memory included
     assert all(torch.equal(x, y) for x, y in zip(_weights(tmp_path / "a").values(), _weights(tmp_path / "b").values()))
 
 
 def _probe_run(tmp_path, name, **train_kw):
-    cfg = tiny_run_config(None, max_steps=60, probe_every=30, batch_size=8, micro_batch_size=8, lr=1e-2,
-                          checkpoint_every=100, **train_kw)
+    cfg = tiny_run_config(
+        None, max_steps=60, probe_every=30, batch_size=8, micro_batch_size=8, lr=1e-2, checkpoint_every=100, **train_kw
+    )
     cfg.data.train = ["synthetic:8"]  # 8 distinct texts: overfitting them needs the embeddings
     cfg.model.noise.sigma = 0.0
     train(cfg, tmp_path / name, progress=False)
@@ -140,8 +145,11 @@ def test_probe_flags_a_model_that_ignores_its_input(tmp_path, monkeypatch, capsy
 
     original = hf_clap.HFClapEncoder.embed_text
     # Every text gets the same embedding: no input can carry information.
-    monkeypatch.setattr(hf_clap.HFClapEncoder, "embed_text",
-                        lambda self, texts: original(self, ["a sound"]).expand(len(texts), -1).clone())
+    monkeypatch.setattr(
+        hf_clap.HFClapEncoder,
+        "embed_text",
+        lambda self, texts: original(self, ["a sound"]).expand(len(texts), -1).clone(),
+    )
     last = _probe_run(tmp_path, "run")[-1]
     assert last["probe_loss_shuffled"] == pytest.approx(last["probe_loss"], abs=1e-5)
     assert "barely uses its input" in capsys.readouterr().err
@@ -156,8 +164,21 @@ def test_torchrun_two_processes_follow_the_one_process_curve(tmp_path):
     path.write_text(yaml.safe_dump(to_dict(cfg)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = [sys.executable, "-m", "mats", "train", str(path), "--out", str(tmp_path / "one")]
-    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-           "-m", "mats", "train", str(path), "--out", str(tmp_path / "two")]
+    two = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "mats",
+        "train",
+        str(path),
+        "--out",
+        str(tmp_path / "two"),
+    ]
     for cmd in (one, two):
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
         assert r.returncode == 0, r.stderr[-2000:]

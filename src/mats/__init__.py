@@ -1,8 +1,8 @@
 """MATS: an audio-language model trained with text-only supervision (Wang et al., ICML 2025).
 
-    import mats
-    model = mats.load("runs/tiny")          # a `mats train` output, or an embedded model name
-    model.ask("dog.wav", "What animal is this?")
+import mats
+model = mats.load("runs/tiny")          # a `mats train` output, or an embedded model name
+model.ask("dog.wav", "What animal is this?")
 """
 
 __version__ = "0.1.0"

@@ -56,8 +56,13 @@ class Pipeline:
         """Raw CLAP audio embeddings (B, D), deterministic windows, mean-pooled if configured."""
         from mats.encoders import embed_audio_items
 
-        return embed_audio_items(self.encoder, list(items), self.model.cfg.audio,
-                                 batch_size=self.model.cfg.generation.batch_size, progress=progress)
+        return embed_audio_items(
+            self.encoder,
+            list(items),
+            self.model.cfg.audio,
+            batch_size=self.model.cfg.generation.batch_size,
+            progress=progress,
+        )
 
     def _generate(self, items: list, instructions: list[str], **gen) -> list[str]:
         bs = self.model.cfg.generation.batch_size
@@ -89,8 +94,10 @@ class Pipeline:
         items = _as_list(audio)
         preds = self._generate(items, [instruction] * len(items), **gen)
         matches = match_to_candidates(preds, labels, self.encoder.embed_text)
-        out = [{"label": labels[best], "scores": dict(zip(labels, scores)), "text": pred}
-               for pred, (best, scores) in zip(preds, matches)]
+        out = [
+            {"label": labels[best], "scores": dict(zip(labels, scores)), "text": pred}
+            for pred, (best, scores) in zip(preds, matches)
+        ]
         return out if _is_batch(audio) else out[0]
 
     def choose(self, audio, question, choices, **gen):
@@ -118,8 +125,10 @@ def resolve_model_path(name_or_path: str | Path | None) -> Path:
     if (ASSETS / name).is_dir():
         return ASSETS / name
     embedded = sorted(p.name for p in ASSETS.glob("*") if p.is_dir()) if ASSETS.is_dir() else []
-    raise ModelError(f"model {name!r} not found: not a directory, and not an embedded model "
-                     f"(embedded: {', '.join(embedded) or 'none yet'})")
+    raise ModelError(
+        f"model {name!r} not found: not a directory, and not an embedded model "
+        f"(embedded: {', '.join(embedded) or 'none yet'})"
+    )
 
 
 def load(name_or_path: str | Path | None = None) -> Pipeline:

@@ -56,9 +56,7 @@ def load_audio(item: AudioItem, sample_rate: int) -> np.ndarray:
     elif isinstance(item, tuple) and len(item) == 2:
         frames, source_rate = _from_array(item[0], item[1])  # (N, C)
     else:
-        raise AudioError(
-            f"{name}: expected a file path or an (array, sample_rate) tuple, got {type(item).__name__}"
-        )
+        raise AudioError(f"{name}: expected a file path or an (array, sample_rate) tuple, got {type(item).__name__}")
 
     if frames.shape[0] == 0:
         raise AudioError(f"{name}: audio is empty (zero samples)")
@@ -119,8 +117,7 @@ def _from_array(array: Any, rate: Any) -> tuple[np.ndarray, int]:
             frames = data  # (N, C)
         else:
             raise AudioError(
-                f"{name}: 2-D array of shape {data.shape} has no channel axis of at most "
-                f"{MAX_CHANNELS} entries"
+                f"{name}: 2-D array of shape {data.shape} has no channel axis of at most {MAX_CHANNELS} entries"
             )
     else:
         raise AudioError(f"{name}: expected a 1-D or 2-D array, got shape {data.shape}")

@@ -64,16 +64,18 @@ def _exclusive(root: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _cached(root: Path, keys: list[str], items: list, dim: int,
-            compute: Callable[[list], torch.Tensor]) -> torch.Tensor:
+def _cached(
+    root: Path, keys: list[str], items: list, dim: int, compute: Callable[[list], torch.Tensor]
+) -> torch.Tensor:
     """Rows for `keys` from the store in `root`, computing (and storing) the missing ones."""
     root.mkdir(parents=True, exist_ok=True)
     with _exclusive(root):
         return _cached_unlocked(root, keys, items, dim, compute)
 
 
-def _cached_unlocked(root: Path, keys: list[str], items: list, dim: int,
-                     compute: Callable[[list], torch.Tensor]) -> torch.Tensor:
+def _cached_unlocked(
+    root: Path, keys: list[str], items: list, dim: int, compute: Callable[[list], torch.Tensor]
+) -> torch.Tensor:
     index_path, emb_path = root / "index.json", root / "embeddings.npy"
     stored: list[str] = json.loads(index_path.read_text()) if index_path.is_file() else []
     table = np.load(emb_path) if emb_path.is_file() else np.zeros((0, dim), np.float32)
@@ -95,8 +97,9 @@ def _cached_unlocked(root: Path, keys: list[str], items: list, dim: int,
     return torch.from_numpy(table[[row[k] for k in keys]])
 
 
-def cached_text_embeddings(encoder, texts: list[str], cache_dir: str | Path | None,
-                           progress: bool = False) -> torch.Tensor:
+def cached_text_embeddings(
+    encoder, texts: list[str], cache_dir: str | Path | None, progress: bool = False
+) -> torch.Tensor:
     """Raw embeddings (N, D) of `texts`, computing only those not yet in the cache."""
     compute = lambda xs: embed_texts(encoder, xs, progress=progress)  # noqa: E731
     if cache_dir is None:
@@ -105,8 +108,9 @@ def cached_text_embeddings(encoder, texts: list[str], cache_dir: str | Path | No
     return _cached(root, [text_key(t) for t in texts], texts, encoder.dim, compute)
 
 
-def cached_audio_embeddings(encoder, paths: list[str], audio_cfg, cache_dir: str | Path | None,
-                            progress: bool = False) -> torch.Tensor:
+def cached_audio_embeddings(
+    encoder, paths: list[str], audio_cfg, cache_dir: str | Path | None, progress: bool = False
+) -> torch.Tensor:
     """Raw audio embeddings (N, D), keyed by file content and the windowing settings."""
     from mats.encoders import embed_audio_items
 

@@ -11,14 +11,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from mats.config import SigmaRule
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="MATS: an audio-language model trained with text-only supervision.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="MATS: an audio-language model trained with text-only supervision.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Build and import data.")
 app.add_typer(data_app, name="data")
 
@@ -30,23 +33,32 @@ def _emit(doc, as_json: bool, text: str) -> None:
     typer.echo(json.dumps(doc, ensure_ascii=False) if as_json else text)
 
 
-def _load(model: Optional[str]):
+def _load(model: str | None):
     from mats.api import load
 
     return load(model)
 
 
 @app.command()
-def ask(audio: Path, question: str, model: Optional[str] = ModelOpt, as_json: bool = JsonOpt,
-        beams: int = typer.Option(1, help="Beam width (1 = greedy).")):
+def ask(
+    audio: Path,
+    question: str,
+    model: str | None = ModelOpt,
+    as_json: bool = JsonOpt,
+    beams: int = typer.Option(1, help="Beam width (1 = greedy)."),
+):
     """Answer a question about an audio file."""
     answer = _load(model).ask(str(audio), question, num_beams=beams)
     _emit({"audio": str(audio), "question": question, "answer": answer}, as_json, answer)
 
 
 @app.command()
-def caption(audio: list[Path], model: Optional[str] = ModelOpt, as_json: bool = JsonOpt,
-            beams: int = typer.Option(1, help="Beam width (1 = greedy).")):
+def caption(
+    audio: list[Path],
+    model: str | None = ModelOpt,
+    as_json: bool = JsonOpt,
+    beams: int = typer.Option(1, help="Beam width (1 = greedy)."),
+):
     """Describe one or more audio files."""
     caps = _load(model).caption([str(a) for a in audio], num_beams=beams)
     docs = [{"audio": str(a), "caption": c} for a, c in zip(audio, caps)]
@@ -54,19 +66,30 @@ def caption(audio: list[Path], model: Optional[str] = ModelOpt, as_json: bool = 
 
 
 @app.command()
-def classify(audio: list[Path], labels: str = typer.Option(..., help='Comma-separated: "a,b,c".'),
-             model: Optional[str] = ModelOpt, as_json: bool = JsonOpt):
+def classify(
+    audio: list[Path],
+    labels: str = typer.Option(..., help='Comma-separated: "a,b,c".'),
+    model: str | None = ModelOpt,
+    as_json: bool = JsonOpt,
+):
     """Classify audio files against a label set (generate, then match by text encoder)."""
     label_list = [x.strip() for x in labels.split(",") if x.strip()]
     results = _load(model).classify([str(a) for a in audio], label_list)
-    docs = [{"audio": str(a), "label": r["label"], "scores": {k: round(v, 6) for k, v in r["scores"].items()}}
-            for a, r in zip(audio, results)]
+    docs = [
+        {"audio": str(a), "label": r["label"], "scores": {k: round(v, 6) for k, v in r["scores"].items()}}
+        for a, r in zip(audio, results)
+    ]
     _emit(docs, as_json, "\n".join(f"{d['audio']}\t{d['label']}" for d in docs))
 
 
 @app.command()
-def choose(audio: Path, question: str, choices: str = typer.Option(..., help='"a|b|c"'),
-           model: Optional[str] = ModelOpt, as_json: bool = JsonOpt):
+def choose(
+    audio: Path,
+    question: str,
+    choices: str = typer.Option(..., help='"a|b|c"'),
+    model: str | None = ModelOpt,
+    as_json: bool = JsonOpt,
+):
     """Multiple choice (MMAU prompt): pick one of the choices."""
     choice_list = [x.strip() for x in choices.split("|") if x.strip()]
     answer = _load(model).choose(str(audio), question, choice_list)
@@ -97,12 +120,16 @@ def _train_help() -> str:
 
 
 @app.command(help=_train_help(), context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train(ctx: typer.Context, config: Path,
-          out: Path = typer.Option(Path("runs/latest"), help="Output directory."),
-          max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps."),
-          resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
-          set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
-                                         help="Set a field of the preset, e.g. train.lr=3e-4; repeatable.")):
+def train(
+    ctx: typer.Context,
+    config: Path,
+    out: Path = typer.Option(Path("runs/latest"), help="Output directory."),
+    max_steps: int | None = typer.Option(None, help="Stop after this many steps."),
+    resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Set a field of the preset, e.g. train.lr=3e-4; repeatable."
+    ),
+):
     from mats.config import ConfigError, apply_overrides, cli_overrides, load_config
     from mats.train import train as run_train
 
@@ -119,28 +146,36 @@ def train(ctx: typer.Context, config: Path,
 
 
 @app.command("eval")
-def evaluate(bench: str = typer.Option(..., help="Benchmark name, spec or JSONL path."),
-             model: Optional[str] = ModelOpt, as_json: bool = JsonOpt,
-             out: Optional[Path] = typer.Option(None, help="Write predictions.jsonl and metrics.json here."),
-             limit: Optional[int] = typer.Option(None, help="Evaluate the first N items only."),
-             santa: list[str] = typer.Option([], "--santa", help="Santa override KEY=VALUE (mode, lam, "
-                                             "tau, top_l, k); repeatable, for the ablations."),
-             zero_shot: bool = typer.Option(False, "--zero-shot", help="The CLAP encoder alone "
-                                            "(classification and multiple choice).")):
+def evaluate(
+    bench: str = typer.Option(..., help="Benchmark name, spec or JSONL path."),
+    model: str | None = ModelOpt,
+    as_json: bool = JsonOpt,
+    out: Path | None = typer.Option(None, help="Write predictions.jsonl and metrics.json here."),
+    limit: int | None = typer.Option(None, help="Evaluate the first N items only."),
+    santa: list[str] = typer.Option(
+        [], "--santa", help="Santa override KEY=VALUE (mode, lam, tau, top_l, k); repeatable, for the ablations."
+    ),
+    zero_shot: bool = typer.Option(
+        False, "--zero-shot", help="The CLAP encoder alone (classification and multiple choice)."
+    ),
+):
     """Evaluate a model on a benchmark."""
     from mats.evaluate.ablations import apply_overrides, parse_overrides
     from mats.evaluate.runner import evaluate as run_eval
 
     overrides = parse_overrides(santa + (["zero_shot=true"] if zero_shot else []))
     result = run_eval(apply_overrides(_load(model), overrides), bench, out_dir=out, limit=limit)
-    text = "\n".join([f"bench {result['bench']}  n={result['n']}"] +
-                     [f"  {k}: {v}" for k, v in result["metrics"].items()])
+    text = "\n".join(
+        [f"bench {result['bench']}  n={result['n']}"] + [f"  {k}: {v}" for k, v in result["metrics"].items()]
+    )
     _emit(result, as_json, text)
 
 
 @app.command()
-def report(spec: Path = typer.Argument(..., help="Report spec (YAML): models, benchmarks, limits."),
-           out: Optional[Path] = typer.Option(None, help="Output directory (default: the spec's out).")):
+def report(
+    spec: Path = typer.Argument(..., help="Report spec (YAML): models, benchmarks, limits."),
+    out: Path | None = typer.Option(None, help="Output directory (default: the spec's out)."),
+):
     """Write the results report (tables, ablations, sweeps, modality gap) as README.md + PNGs."""
     from mats_lab.report.report import run_report
 
@@ -148,9 +183,12 @@ def report(spec: Path = typer.Argument(..., help="Report spec (YAML): models, be
 
 
 @app.command()
-def sigma(pairs: Path = typer.Argument(..., help="JSONL of {audio, caption} pairs (about 30)."),
-          model: Optional[str] = ModelOpt, n: int = typer.Option(30, help="Pairs to use."),
-          rule: SigmaRule = typer.Option("mean_linf", help="The rule (see mats.noise.estimate_sigma).")):
+def sigma(
+    pairs: Path = typer.Argument(..., help="JSONL of {audio, caption} pairs (about 30)."),
+    model: str | None = ModelOpt,
+    n: int = typer.Option(30, help="Pairs to use."),
+    rule: SigmaRule = typer.Option("mean_linf", help="The rule (see mats.noise.estimate_sigma)."),
+):
     """Estimate the noise variance sigma from paired audio/text embeddings (Deshmukh et al. 2024)."""
     from mats.data.records import read_pairs
     from mats.noise import estimate_sigma
@@ -163,10 +201,11 @@ def sigma(pairs: Path = typer.Argument(..., help="JSONL of {audio, caption} pair
 
 
 @data_app.command("build")
-def data_build(profile: str = typer.Option("tiny", help="A profile of mats_lab.soundworld.PROFILES "
-                                           "(an unknown name lists them)."),
-               out: Path = typer.Option(Path("data/soundworld"), help="Output directory."),
-               seed: int = typer.Option(0)):
+def data_build(
+    profile: str = typer.Option("tiny", help="A profile of mats_lab.soundworld.PROFILES (an unknown name lists them)."),
+    out: Path = typer.Option(Path("data/soundworld"), help="Output directory."),
+    seed: int = typer.Option(0),
+):
     """Build SoundWorld: recordings, scenes, CLAP pairs, AudioTIA records, benchmarks."""
     from mats_lab.soundworld import build
 

@@ -355,8 +355,10 @@ def cli_overrides(args: Sequence[str]) -> list[str]:
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--") or len(arg) == 2:
-            raise ConfigError(f"unexpected argument {arg!r}: set a field with --section.key VALUE "
-                              "or --set section.key=VALUE (e.g. --train.lr 3e-4)")
+            raise ConfigError(
+                f"unexpected argument {arg!r}: set a field with --section.key VALUE "
+                "or --set section.key=VALUE (e.g. --train.lr 3e-4)"
+            )
         name, sep, value = arg[2:].partition("=")
         name = name.replace("-", "_")  # --train.max-steps as --train.max_steps: no field has a '-'
         if not sep:
@@ -416,8 +418,11 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             detail += f" (known: {', '.join(known)})"
         raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {detail}")
     kwargs = {name: _coerce(hints[name], value, _join(prefix, name)) for name, value in data.items()}
-    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise ConfigError(f"missing key(s) {', '.join(_join(prefix, n) for n in missing)}")
     try:
@@ -527,7 +532,9 @@ def _describe(hint: Any) -> str:
     if dataclasses.is_dataclass(hint) or origin is dict:
         return "a mapping"
     if origin is list:
-        return f"a list of {_describe(args[0]).split(' ', 1)[-1]}s" if args and args[0] in (int, float, str) else "a list"
+        return (
+            f"a list of {_describe(args[0]).split(' ', 1)[-1]}s" if args and args[0] in (int, float, str) else "a list"
+        )
     if origin is tuple:
         return f"a list of {len(args)}" if args and args[-1] is not Ellipsis else "a list"
     names = {bool: "true or false", int: "an int", float: "a float", str: "a str", Path: "a path"}

@@ -43,4 +43,4 @@ def run_demo() -> None:
         audio = _demo_audio()
     question = "Describe the audio."
     answer = load(model_dir).ask(str(audio), question)
-    typer.echo(f"$ mats ask {audio} \"{question}\" --model {model_dir}\n{answer}")
+    typer.echo(f'$ mats ask {audio} "{question}" --model {model_dir}\n{answer}')

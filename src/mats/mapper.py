@@ -34,8 +34,9 @@ class Mapper(nn.Module):
         # prefix grew to ~180x the norm of a word embedding in a first MATS-mini run, swamping
         # the LM's attention with an input-independent offset (every audio got one caption).
         # enable_nested_tensor only matters with padding masks, which we never use.
-        self.transformer = nn.TransformerEncoder(layer, cfg.num_layers, norm=nn.LayerNorm(h),
-                                                 enable_nested_tensor=False)
+        self.transformer = nn.TransformerEncoder(
+            layer, cfg.num_layers, norm=nn.LayerNorm(h), enable_nested_tensor=False
+        )
         self.project = nn.Linear(h, lm_dim)
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:

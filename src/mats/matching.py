@@ -81,9 +81,7 @@ def match_to_candidates(
     per_item = bool(candidates) and all(isinstance(c, (list, tuple)) for c in candidates)
     if per_item:
         if len(candidates) != len(predictions):
-            raise MatchingError(
-                f"{len(predictions)} predictions but {len(candidates)} candidate lists"
-            )
+            raise MatchingError(f"{len(predictions)} predictions but {len(candidates)} candidate lists")
         lists: list[list[str]] = [list(c) for c in candidates]  # type: ignore[arg-type]
     else:
         if any(not isinstance(c, str) for c in candidates):
@@ -106,10 +104,7 @@ def match_to_candidates(
     emb = embed_text(list(vocab))  # (V, D)
     emb = torch.as_tensor(emb).detach().float().cpu()
     if emb.ndim != 2 or emb.shape[0] != len(vocab):
-        raise MatchingError(
-            f"embed_text returned shape {tuple(emb.shape)} for {len(vocab)} strings; "
-            "expected (N, D)"
-        )
+        raise MatchingError(f"embed_text returned shape {tuple(emb.shape)} for {len(vocab)} strings; expected (N, D)")
     emb = l2_normalize(emb)  # (V, D), unit rows
 
     out: list[tuple[int, list[float]]] = []

@@ -73,8 +73,9 @@ class MATS(nn.Module):
     # ---------------------------------------------------------------- construction
 
     @classmethod
-    def build(cls, cfg: ModelConfig, encoder=None, corpus: list[str] | None = None,
-              base_dir: Path | None = None) -> MATS:
+    def build(
+        cls, cfg: ModelConfig, encoder=None, corpus: list[str] | None = None, base_dir: Path | None = None
+    ) -> MATS:
         """A fresh (untrained) model; `corpus` trains the tokenizer of built-in LMs."""
         from mats.encoders import build_encoder
 
@@ -94,8 +95,10 @@ class MATS(nn.Module):
         own = self.trainable_state_dict()
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or unexpected:
-            raise ModelError(f"weights do not match the model: missing {missing[:5]}"
-                             f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
+            raise ModelError(
+                f"weights do not match the model: missing {missing[:5]}"
+                f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+            )
         for k, v in state.items():
             if own[k].shape != v.shape:
                 raise ModelError(f"weight {k}: shape {tuple(v.shape)} != {tuple(own[k].shape)}")
@@ -167,8 +170,13 @@ class MATS(nn.Module):
         return santa_project(z, self.memory, cfg)
 
     @torch.no_grad()
-    def generate(self, emb: torch.Tensor, instructions: list[str], num_beams: int | None = None,
-                 max_new_tokens: int | None = None) -> list[str]:
+    def generate(
+        self,
+        emb: torch.Tensor,
+        instructions: list[str],
+        num_beams: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[str]:
         """Greedy or beam-search answers for prepared embeddings (B, D), KV-cached, batched."""
         g = self.cfg.generation
         was_training = self.training

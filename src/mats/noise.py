@@ -67,9 +67,7 @@ def gaussian_noise(
     return eps * math.sqrt(sigma)
 
 
-def inject_noise(
-    emb: torch.Tensor, sigma: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def inject_noise(emb: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """normalize(normalize(emb) + eps), eps ~ N(0, sigma) (sigma a variance). (B, D) -> (B, D).
 
     sigma = 0 returns normalize(emb) without drawing any random number. Without a generator
@@ -129,9 +127,7 @@ def keyed_gaussian_noise(
     return out * math.sqrt(sigma)
 
 
-def inject_noise_keyed(
-    emb: torch.Tensor, sigma: float, *, seed: int, step: int, keys: torch.Tensor
-) -> torch.Tensor:
+def inject_noise_keyed(emb: torch.Tensor, sigma: float, *, seed: int, step: int, keys: torch.Tensor) -> torch.Tensor:
     """Like `inject_noise`, but row i's noise depends only on (seed, step, keys[i]).
 
     Use the sample's dataset index as its key: the same sample at the same step then gets the
@@ -145,9 +141,7 @@ def inject_noise_keyed(
     unit = l2_normalize(emb)  # (B, D)
     if sigma == 0.0:
         return unit
-    eps = keyed_gaussian_noise(
-        unit.shape[1], sigma, seed=seed, step=step, keys=keys, dtype=unit.dtype
-    )  # (B, D)
+    eps = keyed_gaussian_noise(unit.shape[1], sigma, seed=seed, step=step, keys=keys, dtype=unit.dtype)  # (B, D)
     return l2_normalize(unit + eps)
 
 
@@ -157,9 +151,7 @@ def inject_noise_keyed(
 SIGMA_RULES: tuple[str, ...] = get_args(SigmaRule)  # the names live in mats.config
 
 
-def estimate_sigma(
-    audio_emb: torch.Tensor, text_emb: torch.Tensor, rule: SigmaRule = "mean_linf"
-) -> float:
+def estimate_sigma(audio_emb: torch.Tensor, text_emb: torch.Tensor, rule: SigmaRule = "mean_linf") -> float:
     """Noise variance from a few (~30) paired audio/text embeddings.
 
     The rule (Deshmukh et al., "Training audio captioning models without audio", ICASSP 2024,

@@ -83,23 +83,16 @@ def _validate_memory(entries: torch.Tensor, centroids: torch.Tensor, assign: tor
     if entries.dim() != 2 or entries.shape[0] < 1:
         raise SantaError(f"memory entries must have shape (M>=1, D), got {tuple(entries.shape)}")
     if centroids.dim() != 2 or centroids.shape[0] < 1 or centroids.shape[1] != entries.shape[1]:
-        raise SantaError(
-            f"memory centroids must have shape (K>=1, {entries.shape[1]}), "
-            f"got {tuple(centroids.shape)}"
-        )
+        raise SantaError(f"memory centroids must have shape (K>=1, {entries.shape[1]}), got {tuple(centroids.shape)}")
     if entries.dtype != torch.float32 or centroids.dtype != torch.float32:
-        raise SantaError(
-            f"memory entries/centroids must be float32, got {entries.dtype}/{centroids.dtype}"
-        )
+        raise SantaError(f"memory entries/centroids must be float32, got {entries.dtype}/{centroids.dtype}")
     if assign.shape != (entries.shape[0],) or assign.dtype != torch.int64:
         raise SantaError(
-            f"memory assign must be int64 of shape ({entries.shape[0]},), "
-            f"got {assign.dtype} {tuple(assign.shape)}"
+            f"memory assign must be int64 of shape ({entries.shape[0]},), got {assign.dtype} {tuple(assign.shape)}"
         )
     k = centroids.shape[0]
     if int(assign.min()) < 0 or int(assign.max()) >= k:
-        raise SantaError(f"memory assign values must lie in [0, {k}), got [{int(assign.min())}, "
-                         f"{int(assign.max())}]")
+        raise SantaError(f"memory assign values must lie in [0, {k}), got [{int(assign.min())}, {int(assign.max())}]")
     if torch.bincount(assign, minlength=k).min() == 0:
         raise SantaError("memory has an empty cluster (every centroid needs at least one entry)")
 
@@ -141,9 +134,7 @@ def load_memory(path: str | Path) -> SantaMemory:
     missing = sorted(set(_KEYS) - set(tensors))
     unexpected = sorted(set(tensors) - set(_KEYS))
     if missing or unexpected:
-        raise SantaError(
-            f"{path}: not a Santa memory (missing keys {missing}, unexpected keys {unexpected})"
-        )
+        raise SantaError(f"{path}: not a Santa memory (missing keys {missing}, unexpected keys {unexpected})")
     try:
         return SantaMemory(tensors["entries"].float(), tensors["centroids"].float(), tensors["assign"])
     except SantaError as err:
@@ -232,9 +223,7 @@ def _kmeans_sklearn(x: np.ndarray, k: int, cfg: SantaConfig) -> np.ndarray:
 
 def nearest_centroid(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     """Index of the nearest centroid by squared L2. (N, D), (K, D) -> (N,) int64."""
-    d2 = (
-        (x * x).sum(-1, keepdim=True) - 2.0 * x @ centroids.T + (centroids * centroids).sum(-1)
-    )  # (N, K)
+    d2 = (x * x).sum(-1, keepdim=True) - 2.0 * x @ centroids.T + (centroids * centroids).sum(-1)  # (N, K)
     return d2.argmin(dim=-1)
 
 
@@ -285,9 +274,7 @@ def cluster_memory(entries: torch.Tensor, cfg: SantaConfig) -> SantaMemory:
 # projection
 
 
-def santa_project(
-    z: torch.Tensor, memory: SantaMemory | None, cfg: SantaConfig
-) -> torch.Tensor:
+def santa_project(z: torch.Tensor, memory: SantaMemory | None, cfg: SantaConfig) -> torch.Tensor:
     """Santa-projected audio embeddings. z (B, D) -> (B, D) float32. See the module docstring.
 
     `memory` may be None only in mode "noise_only".
@@ -306,9 +293,7 @@ def santa_project(
         if memory is None:
             raise SantaError(f"santa mode {cfg.mode!r} needs a memory, got None")
         if z.shape[1] != memory.dim:
-            raise SantaError(
-                f"audio embedding dim {z.shape[1]} does not match Santa memory dim {memory.dim}"
-            )
+            raise SantaError(f"audio embedding dim {z.shape[1]} does not match Santa memory dim {memory.dim}")
         picked, weights = _select(z, memory, cfg)  # (B, L, D), (B, L)
         recalled = (weights.unsqueeze(-1) * picked).sum(dim=1)  # (B, D)
         lam = 1.0 if cfg.mode == "memory_only" else float(cfg.lam)
@@ -319,9 +304,7 @@ def santa_project(
     return out
 
 
-def _select(
-    z: torch.Tensor, memory: SantaMemory, cfg: SantaConfig
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _select(z: torch.Tensor, memory: SantaMemory, cfg: SantaConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The L memory entries nearest to each z (within its cluster unless "no_kmeans") and their
     softmax(z.m / tau) weights. Rows with fewer than L candidates get zero weight on padding.
 

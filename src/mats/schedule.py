@@ -14,13 +14,12 @@ were (tests/test_schedule.py checks it against those copies).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 Decay = Literal["linear", "cosine", "constant"]
 
 
-def lr_at(step: int, warmup: int, total: int, decay: Decay = "cosine", floor: float = 0.0,
-          peak: float = 1.0) -> float:
+def lr_at(step: int, warmup: int, total: int, decay: Decay = "cosine", floor: float = 0.0, peak: float = 1.0) -> float:
     """The learning rate (or with peak=1, its factor) at 0-based `step` of a `total`-step run."""
     if step < warmup:
         return peak * (step + 1) / max(1, warmup)
@@ -31,4 +30,4 @@ def lr_at(step: int, warmup: int, total: int, decay: Decay = "cosine", floor: fl
         return floor * peak + peak * (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
     if decay == "linear":
         return floor * peak + peak * (1.0 - floor) * (1.0 - progress)
-    raise ValueError(f"unknown learning-rate decay {decay!r}; use linear, cosine or constant")
+    raise ValueError(f"unknown learning-rate decay {decay!r}; use one of {', '.join(get_args(Decay))}")

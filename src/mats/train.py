@@ -82,8 +82,9 @@ def record_probabilities(tasks: list[str], task_weights: dict[str, float]) -> np
         return None
     unknown = sorted(set(task_weights) - set(tasks))
     if unknown:
-        raise TrainError(f"train.task_weights names task(s) {unknown} absent from the training data "
-                         f"(tasks: {sorted(set(tasks))})")
+        raise TrainError(
+            f"train.task_weights names task(s) {unknown} absent from the training data (tasks: {sorted(set(tasks))})"
+        )
     if any(w < 0 for w in task_weights.values()):
         raise TrainError(f"train.task_weights must not be negative: {task_weights}")
     w = np.array([task_weights.get(t, 1.0) for t in tasks], dtype=np.float64)  # (N,)
@@ -109,8 +110,9 @@ def batch_indices(n: int, step: int, batch: int, seed: int, p: np.ndarray | None
     return np.asarray(out)
 
 
-def length_grouped_batches(n: int, first_step: int, batch: int, seed: int, lengths: np.ndarray,
-                           groups: int, p: np.ndarray | None = None) -> list[np.ndarray]:
+def length_grouped_batches(
+    n: int, first_step: int, batch: int, seed: int, lengths: np.ndarray, groups: int, p: np.ndarray | None = None
+) -> list[np.ndarray]:
     """The `groups` batches of steps first_step .. first_step + groups - 1 (first_step a multiple
     of `groups`): the rows batch_indices draws for them, sorted by `lengths` (N,) and cut into
     batches of neighbouring lengths, in an order keyed by (seed, first_step)."""
@@ -148,8 +150,10 @@ def save_checkpoint(out: Path, step: int, model: MATS, optimizer, scheduler, d: 
     if d.main:
         state = {k: v.detach().contiguous() for k, v in model.trainable_state_dict().items()}
         save_file(state, str(tmp / "trainable.safetensors"))
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "step": step, "world": d.world}, tmp / "optim.pt")
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "world": d.world},
+            tmp / "optim.pt",
+        )
     _barrier(d)
     if d.main:
         shutil.rmtree(final, ignore_errors=True)
@@ -191,8 +195,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
-def train(run: RunConfig, out: str | Path, max_steps: int | None = None, resume: bool = False,
-          progress: bool = True) -> Path:
+def train(
+    run: RunConfig, out: str | Path, max_steps: int | None = None, resume: bool = False, progress: bool = True
+) -> Path:
     """Train a MATS model text-only; returns the directory of the final model."""
     out, tc = Path(out), run.train
     d = setup_distributed()
@@ -229,8 +234,10 @@ def micro_batches(tc: TrainConfig, d: Dist) -> list[range]:
     cut evenly over the processes, each share into micro-batches of `micro_batch_size`."""
     per_rank, rem = divmod(tc.batch_size, d.world)
     if rem or per_rank % tc.micro_batch_size and per_rank > tc.micro_batch_size:
-        raise TrainError(f"batch_size {tc.batch_size} must split evenly over {d.world} process(es) "
-                         f"and micro-batches of {tc.micro_batch_size}")
+        raise TrainError(
+            f"batch_size {tc.batch_size} must split evenly over {d.world} process(es) "
+            f"and micro-batches of {tc.micro_batch_size}"
+        )
     micro = min(tc.micro_batch_size, per_rank)
     mine = range(d.rank * per_rank, (d.rank + 1) * per_rank)  # this process's batch positions
     return [mine[i : i + micro] for i in range(0, per_rank, micro)]
@@ -317,8 +324,10 @@ class Batches:
             return batch_indices(n, step, self.batch_size, self.seed, self.p_record)
         first = step - step % self.groups
         if self._group is None or self._group[0] != first:  # a group's batches are drawn once, at its first step
-            self._group = (first, length_grouped_batches(n, first, self.batch_size, self.seed, self.lengths,
-                                                         self.groups, self.p_record))
+            self._group = (
+                first,
+                length_grouped_batches(n, first, self.batch_size, self.seed, self.lengths, self.groups, self.p_record),
+            )
         return self._group[1][step % self.groups]
 
     def answer_tokens(self, rows: np.ndarray) -> tuple[int, float]:
@@ -343,7 +352,8 @@ class TrainingState:
 def _training_state(model: MATS, tc: TrainConfig, horizon: int) -> TrainingState:
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_at(step, tc.warmup_steps, horizon, tc.schedule))
+        optimizer, lambda step: lr_at(step, tc.warmup_steps, horizon, tc.schedule)
+    )
     return TrainingState(model, optimizer, scheduler, model)
 
 
@@ -355,8 +365,17 @@ def _resume(out: Path, state: TrainingState, d: Dist) -> int:
     return load_checkpoint(ckpt, state.model, state.optimizer, state.scheduler, d)
 
 
-def _forward_backward(state: TrainingState, data: TrainingData, batches: Batches, idx: np.ndarray, chunks: list[range],
-                step: int, total_tokens: float, run: RunConfig, d: Dist) -> float:
+def _forward_backward(
+    state: TrainingState,
+    data: TrainingData,
+    batches: Batches,
+    idx: np.ndarray,
+    chunks: list[range],
+    step: int,
+    total_tokens: float,
+    run: RunConfig,
+    d: Dist,
+) -> float:
     """Forward and backward over this process's micro-batches of global batch `idx` (B,), leaving
     the gradient of the global batch's loss; returns this process's summed answer loss."""
     tc = run.train
@@ -396,8 +415,18 @@ def _update(state: TrainingState, grad_clip: float) -> None:
 # ---- the loop
 
 
-def _run_steps(state: TrainingState, data: TrainingData, batches: Batches, chunks: list[range], run: RunConfig,
-               out: Path, d: Dist, steps: range, horizon: int, progress: bool) -> dict[str, float] | None:
+def _run_steps(
+    state: TrainingState,
+    data: TrainingData,
+    batches: Batches,
+    chunks: list[range],
+    run: RunConfig,
+    out: Path,
+    d: Dist,
+    steps: range,
+    horizon: int,
+    progress: bool,
+) -> dict[str, float] | None:
     """Train `steps`, logging and checkpointing as configured, then checkpoint the last one;
     returns the last probe's losses (None without a probe). An interruption checkpoints the last
     completed step first."""
@@ -425,8 +454,12 @@ def _run_steps(state: TrainingState, data: TrainingData, batches: Batches, chunk
             if log is not None:
                 log.count(tc.batch_size)
                 if done % tc.log_every == 0 or done == steps.stop or probing:
-                    rec = {"step": done, "loss": round(global_loss, 6), "lr": state.scheduler.get_last_lr()[0],
-                           "samples_per_s": log.samples_per_s()}
+                    rec = {
+                        "step": done,
+                        "loss": round(global_loss, 6),
+                        "lr": state.scheduler.get_last_lr()[0],
+                        "samples_per_s": log.samples_per_s(),
+                    }
                     if probing:
                         z = l2_normalize(data.embeddings(probe))  # (N, D)
                         last_probe = conditioning_probe(state.model, z, [batches.prompts[i] for i in probe])
@@ -478,9 +511,12 @@ def _warn_if_input_ignored(last_probe: dict[str, float] | None) -> None:
     if last_probe:
         own, other = last_probe["probe_loss"], last_probe["probe_loss_shuffled"]
         if other - own < 0.01 * own:  # shuffling the inputs costs under 1%: they carry nothing
-            tqdm.write(f"warning: the probe's answer loss is {own:.4f} with its own embeddings and "
-                       f"{other:.4f} with shuffled ones: the model barely uses its input "
-                       "(see metrics.jsonl)", file=sys.stderr)
+            tqdm.write(
+                f"warning: the probe's answer loss is {own:.4f} with its own embeddings and "
+                f"{other:.4f} with shuffled ones: the model barely uses its input "
+                "(see metrics.jsonl)",
+                file=sys.stderr,
+            )
 
 
 def _save_final(run: RunConfig, out: Path, model: MATS, data: TrainingData, d: Dist) -> Path:
@@ -524,14 +560,17 @@ def _load_data(run: RunConfig, encoder, d: Dist, progress: bool):
         if run.data.max_records:
             audio, captions = audio[: run.data.max_records], captions[: run.data.max_records]
         records = caption_records(captions)
-        embed = lambda: cached_audio_embeddings(encoder, audio, run.model.audio, cache,  # noqa: E731
-                                                progress=progress and d.main)
+
+        def embed():
+            return cached_audio_embeddings(encoder, audio, run.model.audio, cache, progress=progress and d.main)
     else:
         records = load_training_records(run.data.train, run.data.max_records)
         if cache is None:
             return records, None
-        embed = lambda: cached_text_embeddings(encoder, [r.text for r in records], cache,  # noqa: E731
-                                               progress=progress and d.main)
+
+        def embed():
+            return cached_text_embeddings(encoder, [r.text for r in records], cache, progress=progress and d.main)
+
     if d.main:
         emb = embed()
     _barrier(d)

@@ -74,8 +74,10 @@ def stage_output(stage: str, paths: BuildPaths) -> Path:
 def _log(summary: dict, stage: str, result: dict, seconds: float, work: Path) -> None:
     summary[stage] = {**result, "seconds": round(seconds, 1)}
     (work / "build.json").write_text(json.dumps(summary, indent=2, default=str))
-    print(f"[{stage}] done in {summary[stage]['seconds']} s: "
-          f"{json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, default=str)}")
+    print(
+        f"[{stage}] done in {summary[stage]['seconds']} s: "
+        f"{json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, default=str)}"
+    )
 
 
 def mats_run_config(paths: BuildPaths, audio: bool = False, seed: int = 0, sigma: float | None = None):
@@ -145,13 +147,18 @@ def run_stage(stage: str, paths: BuildPaths) -> dict:
         from mats.config import load_config, load_yaml
         from mats_lab.clap_train import MiniClapTrainConfig, train_on_soundworld
 
-        return train_on_soundworld(data, work / "clap", load_yaml(MiniClapTrainConfig, paths.clap_config),
-                                   audio_cfg=load_config(paths.preset).model.audio)
+        return train_on_soundworld(
+            data,
+            work / "clap",
+            load_yaml(MiniClapTrainConfig, paths.clap_config),
+            audio_cfg=load_config(paths.preset).model.audio,
+        )
     if stage == "embed":
         from mats.train import fill_embedding_cache
 
-        filled = {name: fill_embedding_cache(mats_run_config(paths, audio=name == "audio"))
-                  for name in ("mats", "audio")}
+        filled = {
+            name: fill_embedding_cache(mats_run_config(paths, audio=name == "audio")) for name in ("mats", "audio")
+        }
         stage_output(stage, paths).write_text(json.dumps(filled) + "\n")
         return {f"{name}_records": n for name, n in filled.items()}
     if stage == "lm":
@@ -162,8 +169,9 @@ def run_stage(stage: str, paths: BuildPaths) -> dict:
         recipe = load_yaml(MiniLMRecipe, paths.lm_config)
         corpus = collect_corpus(data, paths.corpus_data, prompt=recipe.pretrain.prompt)
         slot_records = read_audiotia(data / "audiotia" / "train.jsonl")
-        return pretrain_mini_lm(corpus, work / "lm", recipe.pretrain, slot_records=slot_records,
-                                slot_cfg=recipe.slot_tune)
+        return pretrain_mini_lm(
+            corpus, work / "lm", recipe.pretrain, slot_records=slot_records, slot_cfg=recipe.slot_tune
+        )
     if stage in ("mats", "audio"):
         from mats.train import train
 
@@ -206,14 +214,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clap-config", type=Path, default=defaults.clap_config, help="mini-CLAP training (YAML)")
     ap.add_argument("--lm-config", type=Path, default=defaults.lm_config, help="mini-LM training (YAML)")
     ap.add_argument("--ship-to", type=Path, default=None, help="where the ship stage writes the models")
-    ap.add_argument("--corpus-data", type=Path, default=None,
-                    help="real caption files (audiocaps/, clotho/, musiccaps/, wavcaps/) for the mini-LM corpus")
+    ap.add_argument(
+        "--corpus-data",
+        type=Path,
+        default=None,
+        help="real caption files (audiocaps/, clotho/, musiccaps/, wavcaps/) for the mini-LM corpus",
+    )
     ap.add_argument("--force", nargs="*", default=[], choices=STAGES, help="re-run these stages")
     ap.add_argument("--until", choices=STAGES, default="ship", help="stop after this stage")
     ap.add_argument("--jobs", type=int, default=2, help="lanes of one group run side by side (1: in turn)")
     args = ap.parse_args(argv)
-    paths = BuildPaths(work=args.work, data=args.data, preset=args.preset, ship_to=args.ship_to,
-                       corpus_data=args.corpus_data, clap_config=args.clap_config, lm_config=args.lm_config)
+    paths = BuildPaths(
+        work=args.work,
+        data=args.data,
+        preset=args.preset,
+        ship_to=args.ship_to,
+        corpus_data=args.corpus_data,
+        clap_config=args.clap_config,
+        lm_config=args.lm_config,
+    )
     work = paths.work
     work.mkdir(parents=True, exist_ok=True)
     summary: dict = json.loads((work / "build.json").read_text()) if (work / "build.json").is_file() else {}
@@ -251,8 +270,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def _tail_metrics(run: Path) -> dict:
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    return {"steps": rows[-1]["step"], "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"],
-            "samples_per_s": rows[-1]["samples_per_s"]}
+    return {
+        "steps": rows[-1]["step"],
+        "first_loss": rows[0]["loss"],
+        "last_loss": rows[-1]["loss"],
+        "samples_per_s": rows[-1]["samples_per_s"],
+    }
 
 
 if __name__ == "__main__":

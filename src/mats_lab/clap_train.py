@@ -209,9 +209,7 @@ def compute_mels(
 # augmentation and batches (pure tensor functions; randomness from an explicit generator)
 
 
-def crop_batch(
-    mels: list[torch.Tensor], frames: int, stretch: float, generator: torch.Generator
-) -> torch.Tensor:
+def crop_batch(mels: list[torch.Tensor], frames: int, stretch: float, generator: torch.Generator) -> torch.Tensor:
     """(B, M, frames) random crops; each crop spans frames * r source frames (r uniform in
     [1 - stretch, 1 + stretch], a tempo change) resized to `frames`. Short clips are tiled first."""
     out = []
@@ -308,9 +306,7 @@ def contrastive_loss(
     return (loss_a + loss_t) / 2
 
 
-def zero_shot_accuracy(
-    audio: torch.Tensor, candidates: torch.Tensor, gold: list[set[int]]
-) -> float:
+def zero_shot_accuracy(audio: torch.Tensor, candidates: torch.Tensor, gold: list[set[int]]) -> float:
     """audio (N, D), candidates (L, D): share of items whose most similar candidate (cosine; the
     first on ties) is in its gold set."""
     if len(gold) == 0:
@@ -406,7 +402,10 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def evaluate_soundworld(
-    encoder: Any, data_dir: Path, audio_cfg: AudioConfig | None = None, prompt: str = ZERO_SHOT_PROMPT,
+    encoder: Any,
+    data_dir: Path,
+    audio_cfg: AudioConfig | None = None,
+    prompt: str = ZERO_SHOT_PROMPT,
     progress: bool = False,
 ) -> dict[str, Any]:
     """evaluate_clap on SoundWorld's held-out benchmarks that test alignment: sound and instrument
@@ -471,7 +470,9 @@ def _validate(model: MiniClap, val: _Validation, sentences: torch.Tensor) -> dic
     return out
 
 
-def train_mini_clap(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig | None = None, progress: bool = True) -> dict[str, Any]:
+def train_mini_clap(
+    pairs: list[Path], out: Path, cfg: MiniClapTrainConfig | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Train mini-CLAP on the pairs files; write `out/` (mini_clap.json + .safetensors: loadable
     with build_encoder(EncoderConfig(backend="mini", path=str(out)))), out/metrics.jsonl (one line
     per validation), out/train_config.json and out/split.json (held-out recordings). Returns the
@@ -501,7 +502,9 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
     labels = read_labels(manifest)
     train_idx, val_idx, held = split_by_recording(clips, labels, cfg.val_fraction, cfg.val_max_per_label, cfg.seed)
     if len(train_idx) < cfg.batch_size:
-        raise ClapTrainError(f"{len(train_idx)} training clips after the validation split; need at least batch_size={cfg.batch_size}")
+        raise ClapTrainError(
+            f"{len(train_idx)} training clips after the validation split; need at least batch_size={cfg.batch_size}"
+        )
     if not val_idx:
         raise ClapTrainError("no validation clips: every clip touches a training recording (raise val_fraction?)")
 
@@ -512,11 +515,18 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
     vocab = sorted({labels[r] for c in clips for r in c.sources if r in labels})
     prompts = [cfg.prompt.format(label=label) for label in vocab]
     train_captions = {i: clips[i].captions + _label_caption(clips[i], labels, cfg) for i in train_idx}
-    texts = list(dict.fromkeys([cap for caps in train_captions.values() for cap in caps]
-                               + [cap for i in val_idx for cap in clips[i].captions] + prompts))
+    texts = list(
+        dict.fromkeys(
+            [cap for caps in train_captions.values() for cap in caps]
+            + [cap for i in val_idx for cap in clips[i].captions]
+            + prompts
+        )
+    )
     text_row = {t: i for i, t in enumerate(texts)}
     tower = MiniLMTower()
-    sentences = cached_text_embeddings(tower, texts, None if cache_dir is None else cache_dir / "text", progress)  # (S, 384)
+    sentences = cached_text_embeddings(
+        tower, texts, None if cache_dir is None else cache_dir / "text", progress
+    )  # (S, 384)
 
     val_pos = {clip: i for i, clip in enumerate(val_idx)}
     single = [i for i in val_idx if len(clips[i].sources) == 1 and clips[i].sources[0] in labels]
@@ -556,11 +566,15 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
             captions = [train_captions[i][rng.integers(len(train_captions[i]))] for i in batch]
             rows = torch.tensor([text_row[c] for c in captions])  # (B,)
 
-            x = crop_batch([mels[i] for i in batch], frames, cfg.augment.stretch if cfg.augment.enabled else 0.0, generator)
+            x = crop_batch(
+                [mels[i] for i in batch], frames, cfg.augment.stretch if cfg.augment.enabled else 0.0, generator
+            )
             if cfg.augment.enabled:
                 x = augment_mels(x, cfg.augment, generator)  # (B, M, T)
             positives = rows[:, None] == rows[None, :]  # (B, B): the diagonal and shared captions
-            loss = contrastive_loss(model.encode_mels(x), model.encode_sentences(sentences[rows]), model.logit_scale, positives)
+            loss = contrastive_loss(
+                model.encode_mels(x), model.encode_sentences(sentences[rows]), model.logit_scale, positives
+            )
 
             lr = lr_at(step, cfg.warmup_steps, cfg.steps, "cosine", peak=cfg.lr)
             for group in optimizer.param_groups:
@@ -573,8 +587,13 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
                 _ema_update(averaged, model, min(cfg.ema, (1 + step) / (10 + step)))
 
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-                record = {"step": step + 1, "loss": float(np.mean(losses)), "lr": lr,
-                          "temperature": 1 / averaged.logit_scale.exp().item(), **_validate(averaged, val, sentences)}
+                record = {
+                    "step": step + 1,
+                    "loss": float(np.mean(losses)),
+                    "lr": lr,
+                    "temperature": 1 / averaged.logit_scale.exp().item(),
+                    **_validate(averaged, val, sentences),
+                }
                 if cfg.ema > 0:  # the raw weights' figures, for comparison
                     raw = _validate(model, val, sentences)
                     record |= {"raw_val_accuracy": raw.get("val_accuracy"), "raw_val_score": raw["val_score"]}
@@ -611,7 +630,10 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
 
 
 def train_on_soundworld(
-    data_dir: Path, out: Path, cfg: MiniClapTrainConfig | None = None, audio_cfg: AudioConfig | None = None,
+    data_dir: Path,
+    out: Path,
+    cfg: MiniClapTrainConfig | None = None,
+    audio_cfg: AudioConfig | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """train_mini_clap on every DIR/clap/*.jsonl, then evaluate_soundworld on DIR/bench (recordings

@@ -120,16 +120,16 @@ class MiniLMConfig:
 # --------------------------------------------------------------------------------- corpus
 
 
-def chat_line(instruction: str, answer: str, prompt: PromptConfig | None = None,
-              description: str = "") -> str:
+def chat_line(instruction: str, answer: str, prompt: PromptConfig | None = None, description: str = "") -> str:
     """A MATS sample as text, `description` where the audio prefix goes (default: empty)."""
     prompt = prompt or PromptConfig()
     pre, mid, tail = split_template(prompt.template)
     return pre + description + mid + instruction + tail + prompt.answer_prefix + answer
 
 
-def collect_corpus(soundworld_dir: Path | None, shared_data: Path | None, seed: int = 0,
-                   prompt: PromptConfig | None = None) -> list[str]:
+def collect_corpus(
+    soundworld_dir: Path | None, shared_data: Path | None, seed: int = 0, prompt: PromptConfig | None = None
+) -> list[str]:
     """The mini-LM's texts, deduplicated, in a fixed order (the same files give the same list).
 
     soundworld_dir: a SoundWorld build (audiotia/train.jsonl, clap/train.jsonl); None skips it.
@@ -285,8 +285,9 @@ def pack_rows(docs: list[list[int]], block_size: int) -> list[list[int]]:
     return rows
 
 
-def collate(rows: list[list[int]], pad_id: int,
-            loss_from: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def collate(
+    rows: list[list[int]], pad_id: int, loss_from: list[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-pad rows into (input_ids (B, T), attention_mask (B, T), labels (B, T)).
 
     labels are the input ids on real tokens and -100 on padding; with `loss_from`, also -100
@@ -320,15 +321,21 @@ def prompt_ids(tokenizer, text: str, prompt: PromptConfig | None = None) -> list
 
 
 @torch.no_grad()
-def greedy(model, tokenizer, texts: list[str], max_new_tokens: int = 40,
-           prompt: PromptConfig | None = None) -> list[str]:
+def greedy(
+    model, tokenizer, texts: list[str], max_new_tokens: int = 40, prompt: PromptConfig | None = None
+) -> list[str]:
     """Greedy continuations of `texts` (one at a time: no padding to reason about)."""
     out = []
     for text in texts:
         ids = torch.tensor([prompt_ids(tokenizer, text, prompt)])  # (1, T)
-        gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                             max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id)  # (1, T + new)
+        gen = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )  # (1, T + new)
         out.append(tokenizer.decode(gen[0, ids.shape[1] :], skip_special_tokens=True).strip())
     return out
 
@@ -370,8 +377,7 @@ def split_corpus(texts: list[str], cfg: MiniLMConfig) -> tuple[list[str], list[s
 
 
 @torch.no_grad()
-def evaluate(model, rows: list[list[int]], pad_id: int, batch_size: int,
-             loss_from: list[int] | None = None) -> float:
+def evaluate(model, rows: list[list[int]], pad_id: int, batch_size: int, loss_from: list[int] | None = None) -> float:
     """Mean per-token loss over `rows` (eval mode, no dropout)."""
     was_training = model.training
     model.eval()
@@ -394,8 +400,9 @@ class MiniLM:
     config: MiniLMConfig
 
 
-def train_mini_lm(corpus_texts: list[str], cfg: MiniLMConfig | None = None, progress: bool = True,
-                  metrics_path: Path | None = None) -> MiniLM:
+def train_mini_lm(
+    corpus_texts: list[str], cfg: MiniLMConfig | None = None, progress: bool = True, metrics_path: Path | None = None
+) -> MiniLM:
     """Train the tokenizer and GPT-2 on `corpus_texts`; return the lowest-validation-loss weights.
 
     Logs training rows ({"step", "loss", "lr", ...}) and evaluation rows ({"step", "val_loss",
@@ -428,7 +435,9 @@ def _train(corpus_texts: list[str], cfg: MiniLMConfig, progress: bool, metrics_p
     no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases and layer norms
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=tuple(cfg.betas), fused=True,  # fused: several times faster on CPU
+        lr=cfg.lr,
+        betas=tuple(cfg.betas),
+        fused=True,  # fused: several times faster on CPU
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, cfg.warmup_steps, cfg.max_steps, "cosine", floor=cfg.min_lr_ratio)
@@ -478,16 +487,27 @@ def _train(corpus_texts: list[str], cfg: MiniLMConfig, progress: bool, metrics_p
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.max_steps:
             elapsed = time.time() - train_start
-            log({"step": done, "loss": loss.item(), "lr": scheduler.get_last_lr()[0], "epoch": epoch,
-                 "tokens": seen_tokens, "seconds": elapsed, "tokens_per_s": seen_tokens / elapsed})
+            log(
+                {
+                    "step": done,
+                    "loss": loss.item(),
+                    "lr": scheduler.get_last_lr()[0],
+                    "epoch": epoch,
+                    "tokens": seen_tokens,
+                    "seconds": elapsed,
+                    "tokens_per_s": seen_tokens / elapsed,
+                }
+            )
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{seen_tokens / elapsed:.0f}")
         if done % cfg.eval_every == 0 or done == cfg.max_steps:
             row = run_eval(done)
             if row["val_loss"] < best["val_loss"]:
                 best, best_state = row, copy.deepcopy(model.state_dict())
             if progress:
-                bar.write(f"step {done}: val loss {row['val_loss']:.3f} (ppl {row['val_ppl']:.2f})"
-                          + (f", answer loss {row['val_answer_loss']:.3f}" if "val_answer_loss" in row else ""))
+                bar.write(
+                    f"step {done}: val loss {row['val_loss']:.3f} (ppl {row['val_ppl']:.2f})"
+                    + (f", answer loss {row['val_answer_loss']:.3f}" if "val_answer_loss" in row else "")
+                )
     bar.close()
     if metrics is not None:
         metrics.close()
@@ -530,9 +550,14 @@ def save_mini_lm(lm: MiniLM, out: Path) -> None:
     (out / "pretrain.json").write_text(json.dumps(info, indent=2))
 
 
-def pretrain_mini_lm(corpus_texts: list[str], out: Path, cfg: MiniLMConfig | None = None,
-                     progress: bool = True, slot_records: list | None = None,
-                     slot_cfg: SlotTuneConfig | None = None) -> dict:
+def pretrain_mini_lm(
+    corpus_texts: list[str],
+    out: Path,
+    cfg: MiniLMConfig | None = None,
+    progress: bool = True,
+    slot_records: list | None = None,
+    slot_cfg: SlotTuneConfig | None = None,
+) -> dict:
     """Train the mini-LM on `corpus_texts`, then (given `slot_records`, AudioTIA records) tune it
     to read the audio slot; write it to `out` (metrics.jsonl alongside).
 
@@ -543,8 +568,7 @@ def pretrain_mini_lm(corpus_texts: list[str], out: Path, cfg: MiniLMConfig | Non
     out.mkdir(parents=True, exist_ok=True)
     lm = train_mini_lm(corpus_texts, cfg, progress, metrics_path=out / "metrics.jsonl")
     if slot_records:
-        lm.summary["slot_tune"] = tune_slot(lm.model, lm.tokenizer, slot_records, slot_cfg,
-                                            lm.config.prompt, progress)
+        lm.summary["slot_tune"] = tune_slot(lm.model, lm.tokenizer, slot_records, slot_cfg, lm.config.prompt, progress)
     save_mini_lm(lm, out)
     return lm.summary
 
@@ -589,8 +613,14 @@ def slot_batch(tokenizer, records: list, prompt: PromptConfig, max_tokens: int):
     return collate(rows, tokenizer.pad_token_id, starts)
 
 
-def tune_slot(model, tokenizer, records: list, cfg: SlotTuneConfig | None = None,
-              prompt: PromptConfig | None = None, progress: bool = True) -> dict:
+def tune_slot(
+    model,
+    tokenizer,
+    records: list,
+    cfg: SlotTuneConfig | None = None,
+    prompt: PromptConfig | None = None,
+    progress: bool = True,
+) -> dict:
     """Phase 2 in place on `model`; returns held-out answer losses before/after and timing."""
     cfg = cfg or SlotTuneConfig()
     prompt = prompt or PromptConfig()
@@ -600,8 +630,7 @@ def tune_slot(model, tokenizer, records: list, cfg: SlotTuneConfig | None = None
     random.Random(cfg.seed).shuffle(order)
     train = [records[i] for i in order[cfg.val_records :]]
     max_tokens = model.config.n_positions
-    val_rows, val_from = slot_docs(tokenizer, [records[i] for i in order[: cfg.val_records]], prompt,
-                                   max_tokens)
+    val_rows, val_from = slot_docs(tokenizer, [records[i] for i in order[: cfg.val_records]], prompt, max_tokens)
 
     def val_loss() -> float:
         return evaluate(model, val_rows, tokenizer.pad_token_id, 64, val_from)
@@ -611,7 +640,8 @@ def tune_slot(model, tokenizer, records: list, cfg: SlotTuneConfig | None = None
         before = val_loss()
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_at(s, cfg.warmup_steps, cfg.steps, "cosine"))
+            optimizer, lambda s: lr_at(s, cfg.warmup_steps, cfg.steps, "cosine")
+        )
         model.train()
         for step in tqdm(range(cfg.steps), desc="mini-LM slot tuning", disable=not progress):
             batch = [train[(step * cfg.batch_size + j) % len(train)] for j in range(cfg.batch_size)]
@@ -623,5 +653,10 @@ def tune_slot(model, tokenizer, records: list, cfg: SlotTuneConfig | None = None
             optimizer.step()
             scheduler.step()
         model.eval()
-        return {"config": asdict(cfg), "records": len(train), "val_answer_loss_before": before,
-                "val_answer_loss": val_loss(), "seconds": time.time() - t0}
+        return {
+            "config": asdict(cfg),
+            "records": len(train),
+            "val_answer_loss_before": before,
+            "val_answer_loss": val_loss(),
+            "seconds": time.time() - t0,
+        }

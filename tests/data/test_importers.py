@@ -38,26 +38,31 @@ def check_caption_csv(importer, path, task, phrasings):
 
 @pytest.mark.parametrize("split,n", [("train", 6), ("val", 15), ("test", 15)])
 def test_audiocaps_csv(split, n):
-    recs = check_caption_csv(I.import_audiocaps_csv, DATA / "audiocaps" / f"{split}.csv",
-                             "sound_caption", I.SOUND_CAPTION_INSTRUCTIONS)
+    recs = check_caption_csv(
+        I.import_audiocaps_csv, DATA / "audiocaps" / f"{split}.csv", "sound_caption", I.SOUND_CAPTION_INSTRUCTIONS
+    )
     assert len(recs) == n
     # The files have CRLF line ends and a few curly quotes: neither may leak into a caption.
-    first = {"train": "A woman talks nearby as water pours",
-             "val": "Rustling occurs, ducks quack and water splashes, followed by an adult female "
-                    "and adult male speaking and duck calls being blown",
-             "test": "Constant rattling noise and sharp vibrations"}
+    first = {
+        "train": "A woman talks nearby as water pours",
+        "val": "Rustling occurs, ducks quack and water splashes, followed by an adult female "
+        "and adult male speaking and duck calls being blown",
+        "test": "Constant rattling noise and sharp vibrations",
+    }
     assert recs[0].text == first[split]
     if split == "train":
         assert [r.text for r in recs[3:]] == [
             "Wind is blowing and it\u2019s raining",
             "Loud sneezing and then \u201cbless you\u201d is heard",
-            "Motorcycle accelerates before a man yells \u201cgo, go, go!"]
+            "Motorcycle accelerates before a man yells \u201cgo, go, go!",
+        ]
 
 
 @pytest.mark.parametrize("split,n", [("train", 49_838), ("val", 2_475), ("test", 4_875)])
 def test_audiocaps_csv_full_files(split, n):
-    recs = check_caption_csv(I.import_audiocaps_csv, shared_file(f"audiocaps/{split}.csv"),
-                             "sound_caption", I.SOUND_CAPTION_INSTRUCTIONS)
+    recs = check_caption_csv(
+        I.import_audiocaps_csv, shared_file(f"audiocaps/{split}.csv"), "sound_caption", I.SOUND_CAPTION_INSTRUCTIONS
+    )
     assert len(recs) == n  # README row counts
     assert {r.instruction for r in recs} == set(I.SOUND_CAPTION_INSTRUCTIONS)
 
@@ -68,8 +73,7 @@ def check_clotho_csv(path):
     rows = csv_rows(path)
     assert len(recs) == 5 * len(rows)
     assert [r.text for r in recs[5:10]] == [rows[1][f"caption_{k}"].strip() for k in range(1, 6)]
-    assert [r.text for r in recs] == [row[c].strip() for row in rows
-                                      for c in I.CLOTHO_CAPTION_COLUMNS]
+    assert [r.text for r in recs] == [row[c].strip() for row in rows for c in I.CLOTHO_CAPTION_COLUMNS]
     assert all(r.text.strip() and r.task == "sound_caption" for r in recs)
     return recs
 
@@ -77,8 +81,9 @@ def check_clotho_csv(path):
 def test_clotho_csv_five_records_per_clip():
     recs = check_clotho_csv(DATA / "clotho" / "train.csv")
     assert len(recs) == 5 * 5
-    assert recs[8].text == ("He sighed as he turned the pages of the book, stopping to scan the "
-                            "information.")  # a quoted caption with a comma
+    assert recs[8].text == (
+        "He sighed as he turned the pages of the book, stopping to scan the information."
+    )  # a quoted caption with a comma
     # Real captions with trailing spaces come out stripped.
     assert recs[14].text == "People are talking at a sports event while a person is saying something."
     assert recs[15].text == "Someone is playing a video game and using the control device."
@@ -89,20 +94,30 @@ def test_clotho_csv_full_file():
 
 
 def test_musiccaps_csv():
-    recs = check_caption_csv(I.import_musiccaps_csv, DATA / "musiccaps" / "musiccaps-public.csv",
-                             "music_caption", I.MUSIC_CAPTION_INSTRUCTIONS)
+    recs = check_caption_csv(
+        I.import_musiccaps_csv,
+        DATA / "musiccaps" / "musiccaps-public.csv",
+        "music_caption",
+        I.MUSIC_CAPTION_INSTRUCTIONS,
+    )
     assert len(recs) == 6
     assert recs[3].text.startswith(
-        "This music is an instrumental of the Christmas Carol \u201cYou Better Watch Out\u2019.")
+        "This music is an instrumental of the Christmas Carol \u201cYou Better Watch Out\u2019."
+    )
     # Two real captions hold a line break inside their quoted field: kept, not a new row.
     assert "with a flute \nOr recorder and keyboard" in recs[4].text
-    assert recs[5].text == ("This audio contains someone playing a classical piece on a cembalo."
-                            "\nThis song may be playing at a theater.")
+    assert recs[5].text == (
+        "This audio contains someone playing a classical piece on a cembalo.\nThis song may be playing at a theater."
+    )
 
 
 def test_musiccaps_csv_full_file():
-    recs = check_caption_csv(I.import_musiccaps_csv, shared_file("musiccaps/musiccaps-public.csv"),
-                             "music_caption", I.MUSIC_CAPTION_INSTRUCTIONS)
+    recs = check_caption_csv(
+        I.import_musiccaps_csv,
+        shared_file("musiccaps/musiccaps-public.csv"),
+        "music_caption",
+        I.MUSIC_CAPTION_INSTRUCTIONS,
+    )
     assert len(recs) == 5_521
     assert {r.instruction for r in recs} == set(I.MUSIC_CAPTION_INSTRUCTIONS)
 
@@ -131,14 +146,27 @@ def test_label_records_through_the_loader(tmp_path):
     from mats.data.loading import load_training_records
 
     tia = tmp_path / "tia.jsonl"
-    rows = [{"text": "A dog barking.", "instruction": "What is the sound?", "answer": "dog",
-             "task": "classification"},
-            {"text": "The sound of a dog.", "instruction": "Classify the sound.", "answer": "dog",
-             "task": "classification"},
-            {"text": "A flute playing.", "instruction": "Which instrument is this?",
-             "answer": "flute", "task": "classification"},
-            {"text": "Rain on a roof.", "instruction": "Describe the audio.",
-             "answer": "Rain on a roof.", "task": "sound_caption"}]
+    rows = [
+        {"text": "A dog barking.", "instruction": "What is the sound?", "answer": "dog", "task": "classification"},
+        {
+            "text": "The sound of a dog.",
+            "instruction": "Classify the sound.",
+            "answer": "dog",
+            "task": "classification",
+        },
+        {
+            "text": "A flute playing.",
+            "instruction": "Which instrument is this?",
+            "answer": "flute",
+            "task": "classification",
+        },
+        {
+            "text": "Rain on a roof.",
+            "instruction": "Describe the audio.",
+            "answer": "Rain on a roof.",
+            "task": "sound_caption",
+        },
+    ]
     write_jsonl(tia, rows)
     recs = load_training_records([f"labels:{tia}"])
     n = I.LABEL_RECORDS_PER_LABEL
@@ -147,7 +175,8 @@ def test_label_records_through_the_loader(tmp_path):
     assert {r.instruction for r in recs[:n]} == {"What is the sound?", "Classify the sound."}
     assert {r.instruction for r in recs[n:]} == {"Which instrument is this?"}
     assert [r.instruction for r in load_training_records([f"labels:{tia}"])] == [
-        r.instruction for r in recs]  # seeded: the same file gives the same records
+        r.instruction for r in recs
+    ]  # seeded: the same file gives the same records
     write_jsonl(tia, rows[3:])
     with pytest.raises(RecordError, match="no classification"):
         load_training_records([f"labels:{tia}"])
@@ -174,13 +203,16 @@ def test_bad_header_names_the_missing_column(tmp_path):
 
 
 MATS_ITEMS = [
-    {"caption": "A dog barks.", "output": "A dog barks.", "task": "audiocaption",
-     "instruction": ""},
+    {"caption": "A dog barks.", "output": "A dog barks.", "task": "audiocaption", "instruction": ""},
     {"caption": "Soft piano.", "output": "Soft piano.", "task": "captioning"},
     {"caption": "A siren wails.", "output": "siren", "task": "cla_label", "instruction": ""},
     {"caption": "Rain.", "output": "yes", "task": "audio_qa", "instruction": "Is it raining?"},
-    {"caption": "A cat.", "output": "(A) cat", "task": "Multiple Choice Question",
-     "instruction": "Which animal? (A) cat (B) dog"},
+    {
+        "caption": "A cat.",
+        "output": "(A) cat",
+        "task": "Multiple Choice Question",
+        "instruction": "Which animal? (A) cat (B) dog",
+    },
     {"caption": "Guitar.", "output": "Guitar.", "task": "Music_Caption_v2", "instruction": "x"},
     {"caption": "Owl.", "output": "owl", "task": "SOUND_CLS", "instruction": "Name it."},
     {"caption": "Wind.", "output": "wind", "task": "open-ended question", "instruction": "What?"},
@@ -191,8 +223,16 @@ def test_mats_json_list_and_jsonl(tmp_path):
     js = tmp_path / "mats.json"
     js.write_text(json.dumps(MATS_ITEMS))
     recs = I.import_mats_json(js)
-    assert [r.task for r in recs] == ["sound_caption", "music_caption", "classification", "aqa",
-                                      "mcq", "music_caption", "classification", "aqa"]
+    assert [r.task for r in recs] == [
+        "sound_caption",
+        "music_caption",
+        "classification",
+        "aqa",
+        "mcq",
+        "music_caption",
+        "classification",
+        "aqa",
+    ]
     assert recs[0].instruction == I.instruction_for("sound_caption", 0)
     assert recs[1].instruction in I.MUSIC_CAPTION_INSTRUCTIONS  # missing -> filled in
     assert recs[2].instruction in I.CLASSIFICATION_INSTRUCTIONS
@@ -219,8 +259,7 @@ def check_mmau(path, tmp_path):
         assert row["task"] == "mcq" and row["answer"] in row["choices"]
         assert row["id"] == obj["id"] and row["domain"] == obj["task"]
         assert isinstance(row["category"], str) and row["difficulty"] == obj["difficulty"]
-        assert (row["question"], row["choices"], row["answer"]) == (
-            obj["question"], obj["choices"], obj["answer"])
+        assert (row["question"], row["choices"], row["answer"]) == (obj["question"], obj["choices"], obj["answer"])
         assert Path(row["audio"]).is_absolute()
     assert {r["category"] for r in rows} == {"Reasoning", "Information Extraction"}
     return rows
@@ -231,16 +270,20 @@ def test_mmau_bench(tmp_path):
     rows = check_mmau(path, tmp_path)
     assert len(rows) == 7
     assert rows[0] == {
-        "audio": str(tmp_path.resolve() / "test-mini-audios"
-                     / "3fe64f3d-282c-4bc8-a753-68f8f6c35652.wav"),
-        "task": "mcq", "question": "Based on the given audio, identify the source of the speaking voice.",
-        "choices": ["Man", "Woman", "Child", "Robot"], "answer": "Man",
-        "id": "3fe64f3d-282c-4bc8-a753-68f8f6c35652", "category": "Reasoning",
-        "sub-category": "Acoustic Source Inference", "difficulty": "medium", "dataset": "AudioSet",
-        "domain": "sound"}
+        "audio": str(tmp_path.resolve() / "test-mini-audios" / "3fe64f3d-282c-4bc8-a753-68f8f6c35652.wav"),
+        "task": "mcq",
+        "question": "Based on the given audio, identify the source of the speaking voice.",
+        "choices": ["Man", "Woman", "Child", "Robot"],
+        "answer": "Man",
+        "id": "3fe64f3d-282c-4bc8-a753-68f8f6c35652",
+        "category": "Reasoning",
+        "sub-category": "Acoustic Source Inference",
+        "difficulty": "medium",
+        "dataset": "AudioSet",
+        "domain": "sound",
+    }
     assert rows[1]["category"] == "Reasoning"  # held as ["Reasoning"] in the file
-    assert [r["domain"] for r in rows] == ["sound", "sound", "speech", "music", "sound", "speech",
-                                           "speech"]
+    assert [r["domain"] for r in rows] == ["sound", "sound", "speech", "music", "sound", "speech", "speech"]
     assert rows[3]["answer"] == "Fr\u00e9d\u00e9ric Chopin"  # a \u escape in the file
     assert [len(r["choices"]) for r in rows] == [4, 4, 2, 4, 8, 4, 5]
     with pytest.raises(RecordError, match="7 of 7 audio files not found.*first: .*3fe64f3d"):
@@ -274,18 +317,20 @@ def check_clotho_bench(path):
     assert len(rows) == len(table)
     assert all(validate_bench_line(r) and len(r["captions"]) == 5 for r in rows)
     assert rows[0]["audio"] == str(Path("/no/audio") / table[0]["file_name"])
-    assert [r["captions"] for r in rows] == [
-        [t[c].strip() for c in I.CLOTHO_CAPTION_COLUMNS] for t in table]
+    assert [r["captions"] for r in rows] == [[t[c].strip() for c in I.CLOTHO_CAPTION_COLUMNS] for t in table]
     return rows
 
 
 def test_clotho_bench():
     rows = check_clotho_bench(DATA / "clotho" / "test.csv")
-    assert [r["id"] for r in rows] == ["Santa Motor.wav", "Radio Garble.wav",
-                                       "foley footsteps - raw.wav", "Metra Train.wav"]
+    assert [r["id"] for r in rows] == [
+        "Santa Motor.wav",
+        "Radio Garble.wav",
+        "foley footsteps - raw.wav",
+        "Metra Train.wav",
+    ]
     assert rows[0]["audio"] == "/no/audio/Santa Motor.wav"
-    assert rows[3]["captions"][0] == (
-        "A train coming down the track with cars passing by on the side of it,")
+    assert rows[3]["captions"][0] == ("A train coming down the track with cars passing by on the side of it,")
 
 
 def test_clotho_bench_full_file():
@@ -304,8 +349,8 @@ def check_audiocaps_bench(path, tmp_path):
     clips = list(dict.fromkeys((t["youtube_id"], t["start_time"]) for t in table))
     assert [r["id"] for r in rows] == [f"{y}_{s}" for y, s in clips]
     assert [r["captions"] for r in rows] == [
-        [t["caption"] for t in table if (t["youtube_id"], t["start_time"]) == clip]
-        for clip in clips]
+        [t["caption"] for t in table if (t["youtube_id"], t["start_time"]) == clip] for clip in clips
+    ]
     assert sum(len(r["captions"]) for r in rows) == len(table)
     assert len(rows[0]["captions"]) == 5
     assert rows[0]["audio"] == str((tmp_path / "audio" / f"Y{first['youtube_id']}.flac").resolve())
@@ -320,7 +365,8 @@ def test_audiocaps_bench_groups_captions_per_clip(tmp_path):
         "Vibrations and rattling with people speaking in the distance",
         "A machine is making clicking sound as people talk in the background",
         "Clicking and screeching metal with people speaking",
-        "A machine makes stitching sounds while people are talking in the background"]
+        "A machine makes stitching sounds while people are talking in the background",
+    ]
     assert [len(r["captions"]) for r in rows] == [5, 5, 5]
 
 
@@ -342,7 +388,8 @@ def check_esc50(path):
     esc_map = json.loads((path.parents[1] / "labels" / "ESC50_class_labels_indices.json").read_text())
     assert labels == [I.readable_label(k) for k, _ in sorted(esc_map.items(), key=lambda kv: kv[1])]
     assert [(r["id"], r["label"], r["fold"]) for r in rows] == [
-        (t["filename"], I.readable_label(t["category"]), int(t["fold"])) for t in table]
+        (t["filename"], I.readable_label(t["category"]), int(t["fold"])) for t in table
+    ]
     fold1 = I.import_esc50_bench(path, "/no/audio", folds=[1], require_audio=False)
     assert {r["fold"] for r in fold1} == {1} and fold1[0]["labels"] == labels
     assert [r["id"] for r in fold1] == [t["filename"] for t in table if t["fold"] == "1"]
@@ -356,9 +403,18 @@ def test_esc50_bench():
     # offer all 50 labels.
     rows, fold1 = check_esc50(DATA / "esc50" / "esc50.csv")
     assert len(rows) == 50 and len(fold1) == 10
-    assert [r["label"] for r in fold1] == ["dog", "door wood knock", "train", "water drops",
-                                           "footsteps", "helicopter", "rain", "crying baby",
-                                           "washing machine", "cat"]
+    assert [r["label"] for r in fold1] == [
+        "dog",
+        "door wood knock",
+        "train",
+        "water drops",
+        "footsteps",
+        "helicopter",
+        "rain",
+        "crying baby",
+        "washing machine",
+        "cat",
+    ]
     assert rows[0]["audio"] == "/no/audio/1-100032-A-0.wav"
 
 
@@ -368,8 +424,7 @@ def test_esc50_bench_full_file():
 
 
 def test_bench_lines_round_trip(tmp_path):
-    rows = I.import_esc50_bench(DATA / "esc50" / "esc50.csv", "/no/audio", folds=[2],
-                                require_audio=False)
+    rows = I.import_esc50_bench(DATA / "esc50" / "esc50.csv", "/no/audio", folds=[2], require_audio=False)
     assert len(rows) == 10
     write_jsonl(tmp_path / "esc.jsonl", rows)
     assert read_bench(tmp_path / "esc.jsonl") == rows

@@ -71,7 +71,9 @@ def test_unknown_backend_lists_the_registered_ones():
 def test_registered_factory_gets_the_resolved_path(tmp_path):
     relative = build_encoder(EncoderConfig(backend="linear-test", path="weights"), base_dir=tmp_path)
     assert relative.path == tmp_path / "weights"
-    absolute = build_encoder(EncoderConfig(backend="linear-test", path=str(tmp_path / "w")), base_dir=Path("/elsewhere"))
+    absolute = build_encoder(
+        EncoderConfig(backend="linear-test", path=str(tmp_path / "w")), base_dir=Path("/elsewhere")
+    )
     assert absolute.path == tmp_path / "w"
     assert build_encoder(EncoderConfig(backend="linear-test")).path is None
 

@@ -62,7 +62,9 @@ def test_embeddings_are_the_raw_projection(tiny):
     with torch.no_grad():
         text_ref = tiny.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
     text_ref = getattr(text_ref, "pooler_output", text_ref)
-    torch.testing.assert_close(torch.nn.functional.normalize(tiny.embed_text(TEXTS), dim=-1), text_ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.nn.functional.normalize(tiny.embed_text(TEXTS), dim=-1), text_ref, atol=1e-5, rtol=1e-4
+    )
 
 
 def test_frozen_and_in_eval_mode(tiny):
@@ -91,11 +93,25 @@ def test_fused_checkpoint_is_deterministic(tiny):
     from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
     audio = {
-        "num_mel_bins": 16, "spec_size": 64, "window_size": 4, "depths": [1, 1], "num_attention_heads": [2, 4],
-        "patch_embeds_hidden_size": 16, "hidden_size": 32, "enable_fusion": True, "fusion_type": "aff_2d",
+        "num_mel_bins": 16,
+        "spec_size": 64,
+        "window_size": 4,
+        "depths": [1, 1],
+        "num_attention_heads": [2, 4],
+        "patch_embeds_hidden_size": 16,
+        "hidden_size": 32,
+        "enable_fusion": True,
+        "fusion_type": "aff_2d",
     }
-    text = {"vocab_size": len(tiny.tokenizer), "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-            "intermediate_size": 64, "max_position_embeddings": 80, "pad_token_id": 0}
+    text = {
+        "vocab_size": len(tiny.tokenizer),
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 80,
+        "pad_token_id": 0,
+    }
     torch.manual_seed(0)
     model = ClapModel(ClapConfig(text_config=text, audio_config=audio, projection_dim=32))
     extractor = ClapFeatureExtractor(

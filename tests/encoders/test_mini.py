@@ -23,7 +23,9 @@ from mats.encoders.mini import (
 )
 
 SR = 16000
-TINY = MiniClapArch(dim=16, stem_channels=[4, 8], width=24, blocks=2, mel=MelConfig(n_mels=32, n_fft=512, hop_length=160))
+TINY = MiniClapArch(
+    dim=16, stem_channels=[4, 8], width=24, blocks=2, mel=MelConfig(n_mels=32, n_fft=512, hop_length=160)
+)
 TEXTS = ["a dog barks twice", "rain falls on a tin roof while a car passes", "silence"]
 
 

@@ -62,11 +62,20 @@ def test_parse_and_print_overrides_round_trip():
     assert A.normalize_overrides({"zero_shot": False}) == {}
 
 
-@pytest.mark.parametrize("items, message", [
-    (["lam=2"], "lam"), (["mode=bogus"], "mode"), (["depth=3"], "unknown override"),
-    (["top_l=0"], "top_l"), (["k=2.5"], "int"), (["tau=0"], "tau"), (["lam"], "KEY=VALUE"),
-    (["lam=0.1", "lam=0.2"], "twice"), (["zero_shot=true", "lam=0.1"], "zero_shot"),
-])
+@pytest.mark.parametrize(
+    "items, message",
+    [
+        (["lam=2"], "lam"),
+        (["mode=bogus"], "mode"),
+        (["depth=3"], "unknown override"),
+        (["top_l=0"], "top_l"),
+        (["k=2.5"], "int"),
+        (["tau=0"], "tau"),
+        (["lam"], "KEY=VALUE"),
+        (["lam=0.1", "lam=0.2"], "twice"),
+        (["zero_shot=true", "lam=0.1"], "zero_shot"),
+    ],
+)
 def test_bad_overrides_are_named(items, message):
     with pytest.raises(AblationError, match=message):
         parse_overrides(items)
@@ -103,8 +112,7 @@ def test_variants_follow_the_formula_and_leave_the_model_alone(pipe):
     mem_a = apply_overrides(pipe, {"mode": "memory_only", "lam": 0.1}).model.project_audio(z)
     mem_b = apply_overrides(pipe, {"mode": "memory_only", "lam": 0.9}).model.project_audio(z)
     assert torch.equal(mem_a, mem_b)  # memory only ignores lambda
-    want = _santa_direct(z, mem, lam=1.0, tau=santa.tau, top_l=santa.top_l, use_clusters=True,
-                         mode="memory_only")
+    want = _santa_direct(z, mem, lam=1.0, tau=santa.tau, top_l=santa.top_l, use_clusters=True, mode="memory_only")
     np.testing.assert_allclose(mem_a.double().numpy(), want, atol=1e-5)
     # The variants are different functions of z, and the original pipeline is unchanged.
     assert not torch.allclose(mem_a, noise.model.project_audio(z), atol=1e-3)
@@ -143,16 +151,15 @@ def test_memory_modes_need_a_memory(pipe):
 
 
 def test_zero_shot_matches_clap_train_evaluation(pipe, tmp_path):
-    from mats_lab.clap_train import MiniClapTrainConfig, evaluate_clap
     from mats.evaluate.runner import evaluate
+    from mats_lab.clap_train import MiniClapTrainConfig, evaluate_clap
 
     assert A.ZERO_SHOT_PROMPT == MiniClapTrainConfig().prompt  # the form mini-CLAP trains on
     labels = ["dog", "bell", "rain", "engine"]
     rows = []
     for i, freq in enumerate([220, 440, 880, 1760, 330, 660]):
         write_tone(tmp_path / f"{i}.wav", freq)
-        rows.append({"audio": f"{i}.wav", "task": "classification", "label": labels[i % 4],
-                     "labels": labels})
+        rows.append({"audio": f"{i}.wav", "task": "classification", "label": labels[i % 4], "labels": labels})
     bench = tmp_path / "bench.jsonl"
     write_jsonl(bench, rows)
     zs = apply_overrides(pipe, {"zero_shot": True})

@@ -5,20 +5,28 @@ from conftest import FIXTURE_DATA, SHARED_DATA, shared_file
 
 from mats.data.records import write_jsonl
 from mats.evaluate.benchmarks import (
-    SOUNDWORLD_BENCHMARKS, BenchmarkError, benchmark_names, benchmark_path, load_benchmark,
+    SOUNDWORLD_BENCHMARKS,
+    BenchmarkError,
+    benchmark_names,
+    benchmark_path,
+    load_benchmark,
     parse_spec,
 )
 
-MCQ = {"audio": "clips/k1.wav", "task": "mcq", "question": "Who?", "choices": ["a", "b"],
-       "answer": "a"}
+MCQ = {"audio": "clips/k1.wav", "task": "mcq", "question": "Who?", "choices": ["a", "b"], "answer": "a"}
 
 
 def test_registry_file_names(tmp_path):
     assert set(SOUNDWORLD_BENCHMARKS.values()) == {
-        "sound_classification", "instrument_classification", "sound_caption", "music_caption",
-        "aqa_yes_no", "aqa_open", "mcq"}
-    assert benchmark_path("soundworld-sound-cls", tmp_path) == \
-        tmp_path / "bench" / "sound_classification.jsonl"
+        "sound_classification",
+        "instrument_classification",
+        "sound_caption",
+        "music_caption",
+        "aqa_yes_no",
+        "aqa_open",
+        "mcq",
+    }
+    assert benchmark_path("soundworld-sound-cls", tmp_path) == tmp_path / "bench" / "sound_classification.jsonl"
 
 
 def test_registered_name_under_data_dir(tmp_path, monkeypatch):
@@ -44,15 +52,12 @@ def test_unknown_name_lists_registered_names():
         assert name in str(err.value)
 
 
-def check_specs(data, tmp_path, n_mmau, n_esc50_folds12, n_clotho_val, n_audiocaps_val_clips,
-                n_esc50):
+def check_specs(data, tmp_path, n_mmau, n_esc50_folds12, n_clotho_val, n_audiocaps_val_clips, n_esc50):
     """Each real-format spec KIND:METADATA@AUDIO_DIR loads its file through its importer."""
-    name, rows = load_benchmark(f"mmau:{data}/mmau/mmau-test-mini.json@{tmp_path}",
-                                require_audio=False)
+    name, rows = load_benchmark(f"mmau:{data}/mmau/mmau-test-mini.json@{tmp_path}", require_audio=False)
     assert name == "mmau:mmau-test-mini" and len(rows) == n_mmau
     assert rows[0]["audio"].startswith(str(tmp_path.resolve()))
-    name, rows = load_benchmark(f"esc50:{data}/esc50/esc50.csv@{tmp_path}?folds=1,2",
-                                require_audio=False)
+    name, rows = load_benchmark(f"esc50:{data}/esc50/esc50.csv@{tmp_path}?folds=1,2", require_audio=False)
     assert name == "esc50:esc50" and len(rows) == n_esc50_folds12
     assert {r["fold"] for r in rows} == {1, 2} and len(rows[0]["labels"]) == 50
     _, rows = load_benchmark(f"clotho:{data}/clotho/val.csv@{tmp_path}", require_audio=False)
@@ -66,8 +71,7 @@ def check_specs(data, tmp_path, n_mmau, n_esc50_folds12, n_clotho_val, n_audioca
 
 def test_specs_for_real_formats(tmp_path):
     check_specs(FIXTURE_DATA, tmp_path, 7, 20, 3, 3, 50)  # the fixtures' rows (tests/fixtures)
-    _, rows = load_benchmark(f"clotho:{FIXTURE_DATA}/clotho/val.csv@{tmp_path}",
-                             require_audio=False)
+    _, rows = load_benchmark(f"clotho:{FIXTURE_DATA}/clotho/val.csv@{tmp_path}", require_audio=False)
     assert rows[2]["id"] == "e ieio ieai.wav"  # the file name " e ieio ieai.wav", stripped
 
 
@@ -84,5 +88,4 @@ def test_bad_specs():
     with pytest.raises(BenchmarkError, match="unknown option"):
         load_benchmark("clotho:/x/test.csv@/audio?folds=1")
     kind, meta, audio, opts = parse_spec("esc50:/a@b/esc50.csv@/audio?folds=3")
-    assert (kind, meta, audio, opts) == ("esc50", Path("/a@b/esc50.csv"), Path("/audio"),
-                                         {"folds": [3]})
+    assert (kind, meta, audio, opts) == ("esc50", Path("/a@b/esc50.csv"), Path("/audio"), {"folds": [3]})

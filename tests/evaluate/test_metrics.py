@@ -8,8 +8,9 @@ from mats.evaluate import metrics as M
 
 
 def test_classification_accuracy():
-    out = M.classification_accuracy(["dog", "Crying baby", "cat", "rain"],
-                                    ["dog", "crying_baby", "owl", ["wind", "rain"]])
+    out = M.classification_accuracy(
+        ["dog", "Crying baby", "cat", "rain"], ["dog", "crying_baby", "owl", ["wind", "rain"]]
+    )
     assert out == {"accuracy": 0.75, "correct": 3, "n": 4}
     with pytest.raises(M.MetricError, match="2 predictions but 1"):
         M.classification_accuracy(["a", "b"], ["a"])
@@ -29,8 +30,9 @@ def test_mean_average_precision_by_hand():
 
 def test_aqa_normalisation():
     assert M.normalize_answer("Twenty-one birds!") == "21 birds"
-    out = M.aqa_accuracy(["Two dogs.", "The car", "three", "twenty one", "A piano"],
-                         ["2 dogs", "car", "4", "21", "guitar"])
+    out = M.aqa_accuracy(
+        ["Two dogs.", "The car", "three", "twenty one", "A piano"], ["2 dogs", "car", "4", "21", "guitar"]
+    )
     assert out["correct"] == 3 and out["accuracy"] == pytest.approx(0.6)
 
 
@@ -83,8 +85,9 @@ def test_caption_metrics_identical_and_disjoint(tmp_path, monkeypatch):
     # Disjoint vocabularies (and an empty prediction, which must score 0, not crash); a jar
     # directory without the CoreNLP jars still leaves SPICE unavailable. Second call: the METEOR
     # JVM of the first must be gone and a new one must work.
-    disjoint = M.caption_metrics(["birds singing", "", "piano music plays"], [[r] for r in refs],
-                                 spice_jars=str(tmp_path))
+    disjoint = M.caption_metrics(
+        ["birds singing", "", "piano music plays"], [[r] for r in refs], spice_jars=str(tmp_path)
+    )
     assert disjoint["BLEU-4"] < 1e-6 and disjoint["BLEU-1"] < 1e-6  # BLEU smooths, never 0
     assert disjoint["METEOR"] == 0 and disjoint["ROUGE-L"] == 0 and disjoint["CIDEr-D"] == 0
     assert disjoint["unavailable"] == ["SPICE", "SPIDEr"]

@@ -22,20 +22,34 @@ BENCH = [
     {"audio": "m2.wav", "task": "classification", "label": ["speech"], "labels": TAGS},
     {"audio": "s1.wav", "task": "sound_caption", "captions": ["a dog barks", "dog barking"]},
     {"audio": "s2.wav", "task": "sound_caption", "captions": ["rain falls"]},
-    {"audio": "q1.wav", "task": "aqa", "question": "Is a dog barking?", "answer": "yes",
-     "answer_type": "yes_no"},
-    {"audio": "q2.wav", "task": "aqa", "question": "Is it raining?", "answer": "no",
-     "answer_type": "yes_no"},
-    {"audio": "q3.wav", "task": "aqa", "question": "How many dogs?", "answer": "2",
-     "answer_type": "open"},
-    {"audio": "q4.wav", "task": "aqa", "question": "Which animal?", "answer": "owl",
-     "answer_type": "open"},
-    {"audio": "k1.wav", "task": "mcq", "question": "Who?", "choices": ["Man", "Woman"],
-     "answer": "Man", "category": "speech"},
-    {"audio": "k2.wav", "task": "mcq", "question": "What?", "choices": ["dog", "cat", "owl"],
-     "answer": "owl", "category": "sound"},
-    {"audio": "k3.wav", "task": "mcq", "question": "What?", "choices": ["piano", "drum"],
-     "answer": "drum", "category": "sound"},
+    {"audio": "q1.wav", "task": "aqa", "question": "Is a dog barking?", "answer": "yes", "answer_type": "yes_no"},
+    {"audio": "q2.wav", "task": "aqa", "question": "Is it raining?", "answer": "no", "answer_type": "yes_no"},
+    {"audio": "q3.wav", "task": "aqa", "question": "How many dogs?", "answer": "2", "answer_type": "open"},
+    {"audio": "q4.wav", "task": "aqa", "question": "Which animal?", "answer": "owl", "answer_type": "open"},
+    {
+        "audio": "k1.wav",
+        "task": "mcq",
+        "question": "Who?",
+        "choices": ["Man", "Woman"],
+        "answer": "Man",
+        "category": "speech",
+    },
+    {
+        "audio": "k2.wav",
+        "task": "mcq",
+        "question": "What?",
+        "choices": ["dog", "cat", "owl"],
+        "answer": "owl",
+        "category": "sound",
+    },
+    {
+        "audio": "k3.wav",
+        "task": "mcq",
+        "question": "What?",
+        "choices": ["piano", "drum"],
+        "answer": "drum",
+        "category": "sound",
+    },
 ]
 
 CLASSIFY = {
@@ -112,11 +126,11 @@ def test_evaluate_all_tasks(bench, tmp_path, fake_caption_metrics):
     targets = np.array([[1, 1, 0], [0, 0, 1]])
     assert cls["mAP"] == pytest.approx(M.mean_average_precision(scores, targets)["mAP"])
     # one classify call per label set (3 animal rows in batches of 2 -> 2 calls, 1 for tags)
-    assert [c for c in model.calls if c[0] == "classify"] == [
-        ("classify", tuple(ANIMALS))] * 2 + [("classify", tuple(TAGS))]
+    assert [c for c in model.calls if c[0] == "classify"] == [("classify", tuple(ANIMALS))] * 2 + [
+        ("classify", tuple(TAGS))
+    ]
 
-    assert fake_caption_metrics == [(["a dog barks", "wind blows"],
-                                     [["a dog barks", "dog barking"], ["rain falls"]])]
+    assert fake_caption_metrics == [(["a dog barks", "wind blows"], [["a dog barks", "dog barking"], ["rain falls"]])]
     assert m["sound_caption"] == {"CIDEr-D": 2.0}
 
     aqa = m["aqa"]
@@ -128,17 +142,43 @@ def test_evaluate_all_tasks(bench, tmp_path, fake_caption_metrics):
 
     mcq = m["mcq"]
     assert mcq["accuracy"] == pytest.approx(2 / 3)
-    assert mcq["by_category"] == {"sound": {"accuracy": 0.5, "n": 2},
-                                  "speech": {"accuracy": 1.0, "n": 1}}
+    assert mcq["by_category"] == {"sound": {"accuracy": 0.5, "n": 2}, "speech": {"accuracy": 1.0, "n": 1}}
 
     preds = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
     assert [p["index"] for p in preds] == list(range(len(BENCH)))
     assert [Path(p["audio"]).name for p in preds] == [b["audio"] for b in BENCH]
     assert [p["prediction"] for p in preds] == [
-        "dog", "cat", "dog", "rain", "speech", "a dog barks", "wind blows",
-        "Yes, it is.", "I am not sure", "Two.", "a cat", "Man", "owl", "piano"]
+        "dog",
+        "cat",
+        "dog",
+        "rain",
+        "speech",
+        "a dog barks",
+        "wind blows",
+        "Yes, it is.",
+        "I am not sure",
+        "Two.",
+        "a cat",
+        "Man",
+        "owl",
+        "piano",
+    ]
     assert [p.get("correct") for p in preds] == [
-        True, True, False, True, True, None, None, True, False, True, False, True, True, False]
+        True,
+        True,
+        False,
+        True,
+        True,
+        None,
+        None,
+        True,
+        False,
+        True,
+        False,
+        True,
+        True,
+        False,
+    ]
     assert preds[0]["scores"] == CLASSIFY["c1"]
     assert json.loads((out_dir / "metrics.json").read_text()) == result
 

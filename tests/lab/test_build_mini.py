@@ -25,8 +25,19 @@ def fake_stages(monkeypatch, tmp_path):
 
 
 def _main(tmp_path, *extra):
-    build_mini.main(["--work", str(tmp_path / "work"), "--data", str(tmp_path / "data"),
-                     "--ship-to", str(tmp_path / "assets"), "--jobs", "1", *extra])
+    build_mini.main(
+        [
+            "--work",
+            str(tmp_path / "work"),
+            "--data",
+            str(tmp_path / "data"),
+            "--ship-to",
+            str(tmp_path / "assets"),
+            "--jobs",
+            "1",
+            *extra,
+        ]
+    )
     return json.loads((tmp_path / "work" / "build.json").read_text())
 
 
@@ -62,8 +73,14 @@ def test_lanes_cover_every_stage_once_after_what_they_need():
     # (group, place in lane): a stage may follow what it needs in the same lane, or in a later group
     where = {s: (g, i) for g, group in enumerate(build_mini.GROUPS) for lane in group for i, s in enumerate(lane)}
     lane_of = {s: tuple(lane) for lane in lanes for s in lane}
-    needs = {"clap": ["soundworld"], "embed": ["clap"], "lm": ["soundworld"], "mats": ["embed", "lm"],
-             "audio": ["embed", "lm"], "ship": ["mats", "audio"]}
+    needs = {
+        "clap": ["soundworld"],
+        "embed": ["clap"],
+        "lm": ["soundworld"],
+        "mats": ["embed", "lm"],
+        "audio": ["embed", "lm"],
+        "ship": ["mats", "audio"],
+    }
     for stage, required in needs.items():
         for n in required:
             same_lane = lane_of[n] == lane_of[stage] and where[n][1] < where[stage][1]
@@ -77,8 +94,10 @@ def test_text_only_on_audiotia_twin_on_clap_audio(tmp_path):
     from mats.data.records import write_jsonl
 
     data = tmp_path / "data"
-    write_jsonl(data / "audiotia" / "train.jsonl", [{"text": "Rain.", "instruction": "Is it raining?",
-                                                     "answer": "yes", "task": "aqa"}])
+    write_jsonl(
+        data / "audiotia" / "train.jsonl",
+        [{"text": "Rain.", "instruction": "Is it raining?", "answer": "yes", "task": "aqa"}],
+    )
     paths = build_mini.BuildPaths(tmp_path / "work", data, PRESET)
     text = build_mini.mats_run_config(paths)
     twin = build_mini.mats_run_config(paths, audio=True)

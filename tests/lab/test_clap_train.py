@@ -12,13 +12,16 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
+from mats.config import AudioConfig, EncoderConfig
+from mats.encoders import build_encoder
+from mats.encoders.mini import MelConfig, MiniClap, MiniClapArch
 from mats_lab.clap_train import (
-    _ema_update,
-    _label_caption,
     AugmentConfig,
     ClapTrainError,
     Clip,
     MiniClapTrainConfig,
+    _ema_update,
+    _label_caption,
     augment_mels,
     compute_mels,
     contrastive_loss,
@@ -31,12 +34,11 @@ from mats_lab.clap_train import (
     train_mini_clap,
     zero_shot_accuracy,
 )
-from mats.config import AudioConfig, EncoderConfig
-from mats.encoders import build_encoder
-from mats.encoders.mini import MelConfig, MiniClap, MiniClapArch
 
 SR = 16000
-TINY = MiniClapArch(dim=16, stem_channels=[4, 8], width=24, blocks=2, mel=MelConfig(n_mels=32, n_fft=512, hop_length=160))
+TINY = MiniClapArch(
+    dim=16, stem_channels=[4, 8], width=24, blocks=2, mel=MelConfig(n_mels=32, n_fft=512, hop_length=160)
+)
 # (recording id, label, caption, how to make the wave)
 KINDS = {
     "beep": ("a high beep", lambda t, r: 0.3 * np.sin(2 * np.pi * (1800 + 200 * r) * t)),
@@ -70,8 +72,18 @@ def world(tmp_path_factory) -> Path:
 
 
 def tiny_cfg(tmp: Path, **over) -> MiniClapTrainConfig:
-    base = dict(arch=TINY, steps=30, batch_size=8, lr=3e-3, warmup_steps=5, crop_seconds=0.5,
-                val_fraction=0.25, eval_every=10, cache_dir=str(tmp / "cache"), seed=0)
+    base = dict(
+        arch=TINY,
+        steps=30,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=5,
+        crop_seconds=0.5,
+        val_fraction=0.25,
+        eval_every=10,
+        cache_dir=str(tmp / "cache"),
+        seed=0,
+    )
     return MiniClapTrainConfig(**{**base, **over})
 
 
@@ -170,8 +182,9 @@ def test_augment_mixing_adds_a_quieter_other_clip():
     g = torch.Generator().manual_seed(0)
     quiet = torch.full((1, 8, 20), -10.0)
     loud = torch.full((1, 8, 20), 0.0)
-    cfg = AugmentConfig(pitch_bins=0, gain_db=0, eq_db=0, noise_prob=0, time_masks=0, freq_masks=0,
-                        mix_prob=1.0, mix_db=(10.0, 10.0))
+    cfg = AugmentConfig(
+        pitch_bins=0, gain_db=0, eq_db=0, noise_prob=0, time_masks=0, freq_masks=0, mix_prob=1.0, mix_db=(10.0, 10.0)
+    )
     out = augment_mels(torch.cat([quiet, loud]), cfg, g)
     # each clip gets the other at exactly 10 dB below its own level: log(1 + 10^-1) more power
     torch.testing.assert_close(out, torch.cat([quiet, loud]) + math.log(1.1))
@@ -310,12 +323,15 @@ def test_training_is_deterministic(world, trained, tmp_path):
     first = train_mini_clap(pairs(world), tmp_path / "a", short, progress=False)
     again = train_mini_clap(pairs(world), tmp_path / "b", short, progress=False)
     assert again["fingerprint"] == first["fingerprint"]
+
     def history(run: str) -> list[dict]:
         lines = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
         return [{k: v for k, v in x.items() if k != "seconds"} for x in lines]
 
     assert len(history("a")) == 2 and history("a") == history("b")
-    other = train_mini_clap(pairs(world), tmp_path / "c", tiny_cfg(out.parent, steps=6, eval_every=3, seed=1), progress=False)
+    other = train_mini_clap(
+        pairs(world), tmp_path / "c", tiny_cfg(out.parent, steps=6, eval_every=3, seed=1), progress=False
+    )
     assert other["fingerprint"] != first["fingerprint"]
 
 

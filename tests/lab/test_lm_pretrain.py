@@ -32,8 +32,16 @@ from mats_lab.lm_pretrain import (
     tune_slot,
 )
 
-SOUNDS = ["a dog barks", "rain falls on a roof", "a car horn honks", "a bell rings twice",
-          "birds chirp at dawn", "a man speaks loudly", "water drips slowly", "a cat meows"]
+SOUNDS = [
+    "a dog barks",
+    "rain falls on a roof",
+    "a car horn honks",
+    "a bell rings twice",
+    "birds chirp at dawn",
+    "a man speaks loudly",
+    "water drips slowly",
+    "a cat meows",
+]
 
 
 def small_corpus() -> list[str]:
@@ -46,9 +54,21 @@ def small_corpus() -> list[str]:
     return texts
 
 
-TINY = dict(vocab_size=320, n_embd=32, n_layer=1, n_head=2, n_positions=64, block_size=64,
-            batch_size=4, lr=3e-3, warmup_steps=2, eval_every=10, log_every=1, val_fraction=0.2,
-            num_threads=1)  # tiny ops: a 2nd thread only adds contention
+TINY = dict(
+    vocab_size=320,
+    n_embd=32,
+    n_layer=1,
+    n_head=2,
+    n_positions=64,
+    block_size=64,
+    batch_size=4,
+    lr=3e-3,
+    warmup_steps=2,
+    eval_every=10,
+    log_every=1,
+    val_fraction=0.2,
+    num_threads=1,
+)  # tiny ops: a 2nd thread only adds contention
 
 
 def test_collate_ignores_padding_and_padding_does_not_change_the_loss():
@@ -62,8 +82,10 @@ def test_collate_ignores_padding_and_padding_does_not_change_the_loss():
     assert from2[1].tolist() == [IGNORE, IGNORE, IGNORE, 11, 12]
 
     tok = train_bpe(small_corpus(), 300)
-    model, _ = build_lm(LMConfig(backend="tiny-gpt2", options={"n_layer": 1, "n_embd": 32, "n_head": 2,
-                                                                "vocab_size": 300}), corpus=small_corpus())
+    model, _ = build_lm(
+        LMConfig(backend="tiny-gpt2", options={"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": 300}),
+        corpus=small_corpus(),
+    )
     docs, _ = encode_all(tok, small_corpus()[:2], PromptConfig())
     together, n = lm_loss(model, *collate(docs, tok.pad_token_id))
     alone = [lm_loss(model, *collate([d], tok.pad_token_id)) for d in docs]
@@ -83,7 +105,7 @@ def test_pack_rows_keeps_whole_documents_in_order():
 def test_chat_lines_are_tokenized_as_mats_tokenizes_them(description):
     prompt = PromptConfig()
     tok = train_bpe(small_corpus(), 300)
-    instruction, answer = "Describe the audio.", "A dog barks: \"woof\"."
+    instruction, answer = "Describe the audio.", 'A dog barks: "woof".'
     text = chat_line(instruction, answer, prompt, description)
     assert text == f"User: <audio>{description}</audio> {instruction}\nAssistant: {answer}"
     # What MATS.tokenize + assemble put around the audio prefix, with the description's tokens
@@ -91,11 +113,10 @@ def test_chat_lines_are_tokenized_as_mats_tokenizes_them(description):
     pre, _, post = prompt.template.partition("{audio}")
     piece = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     expected_answer = piece(prompt.answer_prefix + answer) + [tok.eos_token_id]
-    expected = (piece(pre) + piece(description) + piece(post.format(instruction=instruction))
-                + expected_answer)
+    expected = piece(pre) + piece(description) + piece(post.format(instruction=instruction)) + expected_answer
     docs, starts = encode_all(tok, [text, "a dog barks"], prompt)
     assert docs[0] == expected == encode(tok, text)
-    assert docs[0][starts[0]:] == expected_answer
+    assert docs[0][starts[0] :] == expected_answer
     assert starts[1] is None and docs[1] == piece("a dog barks") + [tok.eos_token_id]
     assert prompt_ids(tok, text[: -len(prompt.answer_prefix + answer)], prompt) == docs[0][: starts[0]]
 
@@ -103,14 +124,20 @@ def test_chat_lines_are_tokenized_as_mats_tokenizes_them(description):
 def _fake_sources(tmp_path: Path) -> tuple[Path, Path]:
     sw = tmp_path / "sw"
     records = [
-        {"text": "A dog barks.", "instruction": "Describe the audio.", "answer": "A dog barks.",
-         "task": "sound_caption"},
+        {
+            "text": "A dog barks.",
+            "instruction": "Describe the audio.",
+            "answer": "A dog barks.",
+            "task": "sound_caption",
+        },
         {"text": "A dog barks.", "instruction": "Is there a dog?", "answer": "yes", "task": "aqa"},
         {"text": "A dog barks.", "instruction": "Is there a dog?", "answer": "yes", "task": "aqa"},
     ]
     write_jsonl(sw / "audiotia" / "train.jsonl", records)
-    write_jsonl(sw / "clap" / "train.jsonl", [{"audio": "a.wav", "caption": "Rain on a roof."},
-                                             {"audio": "b.wav", "caption": "A dog barks."}])
+    write_jsonl(
+        sw / "clap" / "train.jsonl",
+        [{"audio": "a.wav", "caption": "Rain on a roof."}, {"audio": "b.wav", "caption": "A dog barks."}],
+    )
     write_jsonl(sw / "clap" / "val.jsonl", [{"audio": "c.wav", "caption": "VALIDATION ONLY"}])
     shared = tmp_path / "shared"
     (shared / "musiccaps").mkdir(parents=True)
@@ -120,8 +147,9 @@ def _fake_sources(tmp_path: Path) -> tuple[Path, Path]:
         w.writerow(["x1", "A slow piano ballad.", "False"])
         w.writerow(["x2", "EVAL MUSIC CAPTION", "True"])
     (shared / "wavcaps").mkdir()
-    (shared / "wavcaps" / "soundbible.json").write_text(json.dumps(
-        {"data": [{"description": "Large dog barking.", "caption": "A dog is barking."}]}))
+    (shared / "wavcaps" / "soundbible.json").write_text(
+        json.dumps({"data": [{"description": "Large dog barking.", "caption": "A dog is barking."}]})
+    )
     return sw, shared
 
 
@@ -154,8 +182,9 @@ def test_collect_corpus_on_the_real_caption_corpora_leaves_out_their_test_splits
         train_caption = next(csv.DictReader(f))["caption"].strip()
     test_only = _captions(data / "audiocaps" / "test.csv") - _captions(data / "audiocaps" / "train.csv")
     music = data / "musiccaps" / "musiccaps-public.csv"
-    eval_only = (_captions(music, lambda r: r["is_audioset_eval"] == "True")
-                 - _captions(music, lambda r: r["is_audioset_eval"] != "True"))
+    eval_only = _captions(music, lambda r: r["is_audioset_eval"] == "True") - _captions(
+        music, lambda r: r["is_audioset_eval"] != "True"
+    )
     assert test_only and eval_only
     assert any(t.endswith("\nAssistant: " + train_caption) for t in texts)
     answers = {t.split("\nAssistant: ", 1)[1] for t in texts if "\nAssistant: " in t}
@@ -179,7 +208,8 @@ def test_pretraining_lowers_the_loss_and_reloads_through_build_lm(tmp_path):
     _, val = split_corpus(corpus, cfg)
     docs, _ = encode_all(tok, val, cfg.prompt)
     assert evaluate(model, pack_rows(docs, cfg.block_size), tok.pad_token_id, 8) == pytest.approx(
-        summary["val_loss"], rel=1e-5)
+        summary["val_loss"], rel=1e-5
+    )
     assert tok.eos_token == "<|endoftext|>" and tok.pad_token_id == tok.eos_token_id
 
 
@@ -211,7 +241,7 @@ def test_greedy_continues_the_mats_prompt_by_argmax():
         if nxt == tok.eos_token_id:
             break
         ids.append(nxt)
-    by_hand = tok.decode(ids[starts[0]:], skip_special_tokens=True).strip()
+    by_hand = tok.decode(ids[starts[0] :], skip_special_tokens=True).strip()
     assert greedy(model, tok, [question], max_new_tokens=5) == [by_hand]
 
 
@@ -226,7 +256,7 @@ def _slot_records():
     from mats.data.records import AudioTIARecord
 
     out = []
-    for i, s in enumerate(SOUNDS * 40):
+    for s in SOUNDS * 40:
         animal = s.split()[1]
         out.append(AudioTIARecord(f"{s.capitalize()}.", "What is the source?", animal, "aqa"))
     return out
@@ -247,13 +277,16 @@ def test_slot_batch_scores_only_the_answer():
 def test_slot_tuning_teaches_the_lm_to_answer_from_the_slot():
     lm = train_mini_lm(small_corpus(), MiniLMConfig(max_steps=10, **TINY), progress=False)
     recs = _slot_records()  # the answer is a word of the description: only readable from the slot
-    res = tune_slot(lm.model, lm.tokenizer, recs, SlotTuneConfig(steps=60, batch_size=16, lr=3e-3,
-                                                                  val_records=32, num_threads=1),
-                    progress=False)
+    res = tune_slot(
+        lm.model,
+        lm.tokenizer,
+        recs,
+        SlotTuneConfig(steps=60, batch_size=16, lr=3e-3, val_records=32, num_threads=1),
+        progress=False,
+    )
     assert res["val_answer_loss"] < 0.5 * res["val_answer_loss_before"]
     # Wrong descriptions in the slot now cost more than the right ones.
-    wrong = [type(r)(recs[(i + 1) % len(recs)].text, r.instruction, r.answer, r.task)
-             for i, r in enumerate(recs[:64])]
+    wrong = [type(r)(recs[(i + 1) % len(recs)].text, r.instruction, r.answer, r.task) for i, r in enumerate(recs[:64])]
     with torch.no_grad():
         right_loss = lm_loss(lm.model, *slot_batch(lm.tokenizer, recs[:64], PromptConfig(), 64))
         wrong_loss = lm_loss(lm.model, *slot_batch(lm.tokenizer, wrong, PromptConfig(), 64))

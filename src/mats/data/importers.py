@@ -73,9 +73,7 @@ def _read_csv(path: str | Path, required: Iterable[str]) -> list[dict[str, str]]
         header = reader.fieldnames or []
         missing = [c for c in required if c not in header]
         if missing:
-            raise RecordError(
-                f"{path}: CSV header lacks column(s) {missing}; found {list(header)}"
-            )
+            raise RecordError(f"{path}: CSV header lacks column(s) {missing}; found {list(header)}")
         return list(reader)
 
 
@@ -117,9 +115,7 @@ def import_clotho_csv(path: str | Path, seed: int = 0) -> list[AudioTIARecord]:
     """Clotho CSV (file_name, caption_1..caption_5) -> 5 sound_caption records per clip."""
     path = Path(path)
     rows = _read_csv(path, ["file_name", *CLOTHO_CAPTION_COLUMNS])
-    captions = [
-        _field(r, col, path, n) for n, r in enumerate(rows, 1) for col in CLOTHO_CAPTION_COLUMNS
-    ]
+    captions = [_field(r, col, path, n) for n, r in enumerate(rows, 1) for col in CLOTHO_CAPTION_COLUMNS]
     return caption_records(captions, "sound_caption", seed)
 
 
@@ -132,8 +128,9 @@ def import_caption_pairs(path: str | Path, seed: int = 0) -> list[AudioTIARecord
 LABEL_RECORDS_PER_LABEL = 20  # 3,800 records for AudioTIA's 190 labels, about 3% of its records
 
 
-def label_records(records: list[AudioTIARecord], per_label: int = LABEL_RECORDS_PER_LABEL,
-                  seed: int = 0) -> list[AudioTIARecord]:
+def label_records(
+    records: list[AudioTIARecord], per_label: int = LABEL_RECORDS_PER_LABEL, seed: int = 0
+) -> list[AudioTIARecord]:
     """Classification records whose text is the bare label, `per_label` per label of `records`.
 
     A CLAP's zero-shot prompt is the label itself (mini-CLAP also trains on it), and as a
@@ -152,8 +149,10 @@ def label_records(records: list[AudioTIARecord], per_label: int = LABEL_RECORDS_
     out = []
     for label in sorted(instructions):
         phrasings = sorted(instructions[label])
-        out += [AudioTIARecord(text=label, instruction=rng.choice(phrasings), answer=label,
-                               task="classification") for _ in range(per_label)]
+        out += [
+            AudioTIARecord(text=label, instruction=rng.choice(phrasings), answer=label, task="classification")
+            for _ in range(per_label)
+        ]
     return out
 
 
@@ -225,12 +224,14 @@ def import_mats_json(path: str | Path, seed: int = 0) -> list[AudioTIARecord]:
         if not instruction and task in INSTRUCTIONS:
             instruction = instruction_for(task, n - 1, seed)
         try:
-            out.append(AudioTIARecord(
-                text=str(obj.get("caption") or "").strip(),
-                instruction=instruction,
-                answer=str(obj.get("output") or "").strip(),
-                task=task,
-            ))
+            out.append(
+                AudioTIARecord(
+                    text=str(obj.get("caption") or "").strip(),
+                    instruction=instruction,
+                    answer=str(obj.get("output") or "").strip(),
+                    task=task,
+                )
+            )
         except RecordError as err:
             raise RecordError(f"{path}: item {n}: {err}") from None
     return out
@@ -271,7 +272,10 @@ class _AudioIndex:
 
 
 def _check_audio(
-    rows: list[dict[str, Any]], found: list[bool], source: Path, audio_dir: str | Path,
+    rows: list[dict[str, Any]],
+    found: list[bool],
+    source: Path,
+    audio_dir: str | Path,
     require_audio: bool,
 ) -> list[dict[str, Any]]:
     missing = [r["audio"] for r, ok in zip(rows, found) if not ok]
@@ -286,9 +290,7 @@ def _check_audio(
 # ----------------------------------------------------------------------------- benchmarks
 
 
-def import_mmau_json(
-    path: str | Path, audio_dir: str | Path, require_audio: bool = True
-) -> list[dict[str, Any]]:
+def import_mmau_json(path: str | Path, audio_dir: str | Path, require_audio: bool = True) -> list[dict[str, Any]]:
     """MMAU (test-mini) JSON -> mcq lines.
 
     Keeps id, category, sub-category, difficulty and dataset; MMAU's own "task" (sound / music /
@@ -309,8 +311,11 @@ def import_mmau_json(
             raise RecordError(f"{path}: item {n}: answer {answer!r} is not one of its choices")
         audio, ok = index.find(str(obj["audio_id"]))
         row: dict[str, Any] = {
-            "audio": str(audio), "task": "mcq", "question": str(obj["question"]),
-            "choices": choices, "answer": answer,
+            "audio": str(audio),
+            "task": "mcq",
+            "question": str(obj["question"]),
+            "choices": choices,
+            "answer": answer,
         }
         if "id" in obj:
             row["id"] = str(obj["id"])
@@ -338,9 +343,7 @@ def import_clotho_bench(
         name = _field(r, "file_name", csv_path, n)
         captions = [_field(r, col, csv_path, n) for col in CLOTHO_CAPTION_COLUMNS]
         audio, ok = index.find(name)
-        rows.append(
-            {"audio": str(audio), "task": "sound_caption", "captions": captions, "id": name}
-        )
+        rows.append({"audio": str(audio), "task": "sound_caption", "captions": captions, "id": name})
         found.append(ok)
     return _check_audio(rows, found, csv_path, audio_dir, require_audio)
 
@@ -367,10 +370,14 @@ def import_audiocaps_bench(
     for (ytid, start), clip in clips.items():
         stems = [f"Y{ytid}", f"{ytid}_{start}", f"Y{ytid}_{start}", *clip["audiocap_ids"]]
         audio, ok = index.find(f"{ytid}.wav", stems)
-        rows.append({
-            "audio": str(audio), "task": "sound_caption", "captions": clip["captions"],
-            "id": f"{ytid}_{start}",
-        })
+        rows.append(
+            {
+                "audio": str(audio),
+                "task": "sound_caption",
+                "captions": clip["captions"],
+                "id": f"{ytid}_{start}",
+            }
+        )
         found.append(ok)
     return _check_audio(rows, found, csv_path, audio_dir, require_audio)
 
@@ -410,9 +417,7 @@ def import_esc50_bench(
         keep = {int(f) for f in folds}
         present = {r["_fold"] for r in table}
         if not keep <= present:
-            raise RecordError(
-                f"{csv_path}: fold(s) {sorted(keep - present)} not in {sorted(present)}"
-            )
+            raise RecordError(f"{csv_path}: fold(s) {sorted(keep - present)} not in {sorted(present)}")
     index = _AudioIndex(audio_dir)
     rows, found = [], []
     for n, r in enumerate(table, 1):
@@ -420,9 +425,15 @@ def import_esc50_bench(
             continue
         name = _field(r, "filename", csv_path, n)
         audio, ok = index.find(name)
-        rows.append({
-            "audio": str(audio), "task": "classification", "label": names[r["_target"]],
-            "labels": labels, "id": name, "fold": r["_fold"],
-        })
+        rows.append(
+            {
+                "audio": str(audio),
+                "task": "classification",
+                "label": names[r["_target"]],
+                "labels": labels,
+                "id": name,
+                "fold": r["_fold"],
+            }
+        )
         found.append(ok)
     return _check_audio(rows, found, csv_path, audio_dir, require_audio)

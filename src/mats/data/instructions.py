@@ -21,17 +21,35 @@ ZERO_SHOT_PROMPT = "{label}"
 
 # mats_lab.soundworld: the AudioTIA records of a SoundWorld build.
 SOUNDWORLD: dict[str, tuple[str, ...]] = {
-    "sound_caption": (CAPTION_INSTRUCTION, "Write a caption for this audio.", "What can be heard in this recording?",
-                      "Describe the sound in one sentence.", "Caption the audio clip.",
-                      "What is happening in this audio?"),
-    "music_caption": ("Describe the music.", "Write a caption for this music.",
-                      "Describe this piece of music in one sentence.", "What does this music sound like?",
-                      "Caption the music clip."),
-    "classification": (CLASSIFY_INSTRUCTION, "Classify the sound.", "Which class does this audio belong to?",
-                       "Name the sound source in one or two words.", "What sound is this? Answer with a label.",
-                       "Give the class label of this audio."),
-    "instrument_classification": ("Which instrument is this?", "Classify the instrument.",
-                                  "What instrument is playing?", "Name the instrument in one or two words."),
+    "sound_caption": (
+        CAPTION_INSTRUCTION,
+        "Write a caption for this audio.",
+        "What can be heard in this recording?",
+        "Describe the sound in one sentence.",
+        "Caption the audio clip.",
+        "What is happening in this audio?",
+    ),
+    "music_caption": (
+        "Describe the music.",
+        "Write a caption for this music.",
+        "Describe this piece of music in one sentence.",
+        "What does this music sound like?",
+        "Caption the music clip.",
+    ),
+    "classification": (
+        CLASSIFY_INSTRUCTION,
+        "Classify the sound.",
+        "Which class does this audio belong to?",
+        "Name the sound source in one or two words.",
+        "What sound is this? Answer with a label.",
+        "Give the class label of this audio.",
+    ),
+    "instrument_classification": (
+        "Which instrument is this?",
+        "Classify the instrument.",
+        "What instrument is playing?",
+        "Name the instrument in one or two words.",
+    ),
 }
 
 # mats.data.importers: the records made from real caption and label corpora.

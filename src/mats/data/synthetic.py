@@ -13,12 +13,24 @@ from mats.data.instructions import SYNTHETIC
 from mats.data.records import AudioTIARecord
 
 SOURCES = {
-    "dog": "a dog barks", "cat": "a cat meows", "rooster": "a rooster crows",
-    "car horn": "a car horn honks", "siren": "a siren wails", "train": "a train rumbles past",
-    "rain": "rain falls steadily", "thunder": "thunder rumbles", "door knock": "someone knocks on a door",
-    "piano": "a piano plays a melody", "guitar": "a guitar is strummed", "drums": "drums play a beat",
-    "speech": "a man speaks", "laughter": "people laugh", "bird": "birds chirp",
-    "water": "water runs from a tap", "engine": "an engine idles", "bell": "a bell rings",
+    "dog": "a dog barks",
+    "cat": "a cat meows",
+    "rooster": "a rooster crows",
+    "car horn": "a car horn honks",
+    "siren": "a siren wails",
+    "train": "a train rumbles past",
+    "rain": "rain falls steadily",
+    "thunder": "thunder rumbles",
+    "door knock": "someone knocks on a door",
+    "piano": "a piano plays a melody",
+    "guitar": "a guitar is strummed",
+    "drums": "drums play a beat",
+    "speech": "a man speaks",
+    "laughter": "people laugh",
+    "bird": "birds chirp",
+    "water": "water runs from a tap",
+    "engine": "an engine idles",
+    "bell": "a bell rings",
 }
 RELATIONS = ["while", "followed by", "and then", "as"]
 
@@ -31,9 +43,14 @@ def synthetic_records(n: int, seed: int = 0) -> list[AudioTIARecord]:
         a = rng.choice(labels)
         kind = rng.randrange(4)
         if kind == 0:
-            out.append(AudioTIARecord(
-                text=f"the sound of {SOURCES[a]}", instruction=rng.choice(SYNTHETIC["classification"]),
-                answer=a, task="classification"))
+            out.append(
+                AudioTIARecord(
+                    text=f"the sound of {SOURCES[a]}",
+                    instruction=rng.choice(SYNTHETIC["classification"]),
+                    answer=a,
+                    task="classification",
+                )
+            )
             continue
         b = rng.choice([x for x in labels if x != a])
         caption = f"{SOURCES[a]} {rng.choice(RELATIONS)} {SOURCES[b]}".capitalize()

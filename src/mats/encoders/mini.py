@@ -126,8 +126,13 @@ class LogMel(nn.Module):
             # reflect padding needs more samples than the pad; repeat the clip like mats.audio does
             waves = waves.repeat(1, cfg.n_fft // (2 * waves.shape[-1]) + 1)
         spec = torch.stft(
-            waves.float(), cfg.n_fft, hop_length=cfg.hop_length, window=self.window,
-            center=True, pad_mode="reflect", return_complex=True,
+            waves.float(),
+            cfg.n_fft,
+            hop_length=cfg.hop_length,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
         )  # (B, n_freqs, T)
         power = spec.real.square() + spec.imag.square()  # (B, n_freqs, T)
         mel = torch.einsum("bft,fm->bmt", power, self.filterbank)  # (B, M, T)
@@ -256,8 +261,11 @@ class MiniLMTower:
         out = []
         for i in range(0, len(texts), self.batch_size):
             tokens = self._tokenizer(
-                texts[i : i + self.batch_size], padding=True, truncation=True,
-                max_length=TEXT_MAX_TOKENS, return_tensors="pt",
+                texts[i : i + self.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=TEXT_MAX_TOKENS,
+                return_tensors="pt",
             )
             hidden = self._model(**tokens).last_hidden_state  # (b, L, 384)
             mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (b, L, 1)
@@ -286,7 +294,9 @@ class MiniClapEncoder:
 
     name = "mini"
 
-    def __init__(self, model: MiniClap, batch_size: int = DEFAULT_BATCH_SIZE, text_tower: MiniLMTower | None = None) -> None:
+    def __init__(
+        self, model: MiniClap, batch_size: int = DEFAULT_BATCH_SIZE, text_tower: MiniLMTower | None = None
+    ) -> None:
         if batch_size < 1:
             raise EncoderError(f"batch_size must be at least 1, got {batch_size}")
         self.model = freeze(model)
@@ -300,7 +310,9 @@ class MiniClapEncoder:
     @torch.no_grad()
     def embed_audio(self, windows: np.ndarray) -> torch.Tensor:
         windows = torch.from_numpy(check_windows(windows))  # (B, n)
-        out = [self.model.encode_audio(windows[i : i + self.batch_size]) for i in range(0, len(windows), self.batch_size)]
+        out = [
+            self.model.encode_audio(windows[i : i + self.batch_size]) for i in range(0, len(windows), self.batch_size)
+        ]
         return torch.cat(out).float() if out else torch.empty(0, self.dim)  # (B, D)
 
     @torch.no_grad()
@@ -349,13 +361,17 @@ def load_mini_clap(directory: Path) -> MiniClap:
     config_file, weights_file = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     for file in (config_file, weights_file):
         if not file.is_file():
-            raise EncoderError(f"{directory}: not a mini-CLAP directory (no {file.name}; write one with mats_lab.clap_train)")
+            raise EncoderError(
+                f"{directory}: not a mini-CLAP directory (no {file.name}; write one with mats_lab.clap_train)"
+            )
     try:
         meta = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
         raise EncoderError(f"{config_file}: not valid JSON ({err.msg})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise EncoderError(f"{config_file}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r}")
+        raise EncoderError(
+            f"{config_file}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r}"
+        )
     # The format tag is checked before the architecture: another format may hold other keys.
     if not isinstance(meta.get("arch"), dict):
         raise EncoderError(f"{config_file}: bad architecture (no 'arch' mapping)")

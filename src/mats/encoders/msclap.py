@@ -102,7 +102,9 @@ def build_msclap(cfg: EncoderConfig, base_dir: Path | None) -> MSClapEncoder:
     except ImportError:
         raise EncoderError(MISSING_PACKAGE) from None
     except Exception as err:  # msclap imports torchaudio etc. at import time
-        raise EncoderError(f"the msclap package is installed but does not import ({type(err).__name__}: {err})") from None
+        raise EncoderError(
+            f"the msclap package is installed but does not import ({type(err).__name__}: {err})"
+        ) from None
 
     version = str(cfg.options.get("version", "2023"))
     if version not in VERSIONS:
@@ -116,5 +118,7 @@ def build_msclap(cfg: EncoderConfig, base_dir: Path | None) -> MSClapEncoder:
     try:
         wrapper = CLAP(model_fp=str(weights), version=version, use_cuda=False)
     except Exception as err:  # a wrong file surfaces as many different errors inside the wrapper
-        raise EncoderError(f"{weights}: could not load msclap {version} weights ({type(err).__name__}: {err})") from None
+        raise EncoderError(
+            f"{weights}: could not load msclap {version} weights ({type(err).__name__}: {err})"
+        ) from None
     return MSClapEncoder(wrapper, version, weights, batch_size=int(cfg.options.get("batch_size", 32)))

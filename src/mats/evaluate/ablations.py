@@ -55,9 +55,7 @@ def _coerce(key: str, value: Any) -> Any:
             return False
         raise AblationError(f"override {key}={value!r}: expected true or false")
     if key not in SANTA_KEYS:
-        raise AblationError(
-            f"unknown override {key!r}; use one of {', '.join([*SANTA_KEYS, ZERO_SHOT])}"
-        )
+        raise AblationError(f"unknown override {key!r}; use one of {', '.join([*SANTA_KEYS, ZERO_SHOT])}")
     kind = SANTA_KEYS[key]
     try:
         if kind is int:

@@ -72,9 +72,7 @@ def benchmark_names() -> list[str]:
 def benchmark_path(name: str, data: str | Path | None = None) -> Path:
     """The JSONL file a registered SoundWorld name stands for."""
     if name not in SOUNDWORLD_BENCHMARKS:
-        raise BenchmarkError(
-            f"unknown benchmark {name!r}; registered: {', '.join(benchmark_names())}"
-        )
+        raise BenchmarkError(f"unknown benchmark {name!r}; registered: {', '.join(benchmark_names())}")
     return data_dir(data) / "bench" / f"{SOUNDWORLD_BENCHMARKS[name]}.jsonl"
 
 
@@ -100,9 +98,7 @@ def parse_spec(spec: str) -> tuple[str, Path, Path, dict[str, Any]] | None:
     rest, _, query = rest.partition("?")
     meta, at, audio = rest.rpartition("@")  # the last "@": the metadata path may contain one
     if not at or not meta or not audio:
-        raise BenchmarkError(
-            f"benchmark spec {spec!r} must look like {kind}:METADATA_FILE@AUDIO_DIR"
-        )
+        raise BenchmarkError(f"benchmark spec {spec!r} must look like {kind}:METADATA_FILE@AUDIO_DIR")
     return kind, Path(meta).expanduser(), Path(audio).expanduser(), _parse_options(kind, query)
 
 

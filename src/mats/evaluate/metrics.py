@@ -63,9 +63,7 @@ def classification_accuracy(
     Labels are compared after `normalize_text`, so "Crying baby" matches "crying_baby".
     """
     _check_lengths(pred_labels, gold_labels, "classification_accuracy")
-    return accuracy_counts(
-        [normalize_text(pred) in gold_set(gold) for pred, gold in zip(pred_labels, gold_labels)]
-    )
+    return accuracy_counts([normalize_text(pred) in gold_set(gold) for pred, gold in zip(pred_labels, gold_labels)])
 
 
 def gold_set(gold: str | Sequence[str]) -> set[str]:
@@ -85,18 +83,14 @@ def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> dict[str,
     targets = np.asarray(targets)
     if scores.ndim != 2 or scores.shape != targets.shape:
         raise MetricError(
-            f"mean_average_precision: scores {scores.shape} and targets {targets.shape} "
-            "must both be (N, C)"
+            f"mean_average_precision: scores {scores.shape} and targets {targets.shape} must both be (N, C)"
         )
     if not np.isin(targets, (0, 1)).all():
         raise MetricError("mean_average_precision: targets must be 0/1")
     has_pos = targets.sum(axis=0) > 0  # (C,)
     if not has_pos.any():
         raise MetricError("mean_average_precision: no class has a positive example")
-    aps = [
-        float(average_precision_score(targets[:, c], scores[:, c]))
-        for c in np.flatnonzero(has_pos)
-    ]
+    aps = [float(average_precision_score(targets[:, c], scores[:, c])) for c in np.flatnonzero(has_pos)]
     return {
         "mAP": float(np.mean(aps)),
         "classes": len(aps),
@@ -107,12 +101,28 @@ def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> dict[str,
 # ----------------------------------------------------------------------------- QA and MCQ
 
 _UNITS = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
     "nineteen",
 ]
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-         "eighty": 80, "ninety": 90}
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 NUMBER_WORDS: dict[str, int] = {w: i for i, w in enumerate(_UNITS)} | _TENS
 
 
@@ -122,8 +132,7 @@ def _numbers_to_digits(words: list[str]) -> list[str]:
     i = 0
     while i < len(words):
         w = words[i]
-        if w in _TENS and i + 1 < len(words) and words[i + 1] in NUMBER_WORDS \
-                and 0 < NUMBER_WORDS[words[i + 1]] < 10:
+        if w in _TENS and i + 1 < len(words) and words[i + 1] in NUMBER_WORDS and 0 < NUMBER_WORDS[words[i + 1]] < 10:
             out.append(str(_TENS[w] + NUMBER_WORDS[words[i + 1]]))
             i += 2
             continue
@@ -140,13 +149,11 @@ def normalize_answer(text: str) -> str:
 def aqa_accuracy(preds: Sequence[str], answers: Sequence[str]) -> dict[str, float | int]:
     """Exact match after `normalize_answer` (so "Two dogs." == "2 dogs")."""
     _check_lengths(preds, answers, "aqa_accuracy")
-    return accuracy_counts(
-        [normalize_answer(p) == normalize_answer(a) for p, a in zip(preds, answers)]
-    )
+    return accuracy_counts([normalize_answer(p) == normalize_answer(a) for p, a in zip(preds, answers)])
 
 
 def parse_yes_no(text: str) -> str | None:
-    """"yes"/"no" if the text starts with one, else if it holds exactly one of them; else None."""
+    """ "yes"/"no" if the text starts with one, else if it holds exactly one of them; else None."""
     words = normalize_text(text).split()
     if not words:
         return None
@@ -239,9 +246,7 @@ def _meteor(gts: dict, res: dict) -> float:
     try:
         score, _ = meteor.compute_score(gts, res)
     except (ValueError, BrokenPipeError) as err:
-        raise MetricError(
-            f"METEOR (Java) failed or timed out after {timeout:.0f} s: {err}"
-        ) from None
+        raise MetricError(f"METEOR (Java) failed or timed out after {timeout:.0f} s: {err}") from None
     finally:
         watchdog.cancel()
         proc.kill()  # no-op if it already exited
@@ -275,20 +280,27 @@ def _spice(gts: dict, res: dict, jar_dir: Path) -> float:
 
     spice_dir = Path(spice_pkg.__file__).parent
     classpath = os.pathsep.join(
-        [str(spice_dir / "spice-1.0.jar"), str(spice_dir / "lib" / "*")]
-        + [str(jar_dir / jar) for jar in SPICE_JARS]
+        [str(spice_dir / "spice-1.0.jar"), str(spice_dir / "lib" / "*")] + [str(jar_dir / jar) for jar in SPICE_JARS]
     )
     items = [{"image_id": i, "test": res[i][0], "refs": gts[i]} for i in sorted(gts)]
     with tempfile.TemporaryDirectory(prefix="mats-spice-") as tmp:
         inp, out = Path(tmp) / "in.json", Path(tmp) / "out.json"
         inp.write_text(json.dumps(items))
-        cmd = ["java", "-Xmx8G", "-cp", classpath, "edu.anu.spice.SpiceScorer",
-               str(inp), "-out", str(out), "-subset", "-silent"]
+        cmd = [
+            "java",
+            "-Xmx8G",
+            "-cp",
+            classpath,
+            "edu.anu.spice.SpiceScorer",
+            str(inp),
+            "-out",
+            str(out),
+            "-subset",
+            "-silent",
+        ]
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise MetricError(
-                f"SPICE failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}"
-            )
+            raise MetricError(f"SPICE failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
         results = json.loads(out.read_text())
     f_scores = [float(r["scores"]["All"]["f"]) for r in results]
     return float(np.nanmean(f_scores))

@@ -48,18 +48,20 @@ class EvaluationError(RuntimeError):
 
 
 def _batched(
-    fn: Callable[..., list], n: int, args: Sequence[Sequence], batch_size: int, bar: tqdm,
+    fn: Callable[..., list],
+    n: int,
+    args: Sequence[Sequence],
+    batch_size: int,
+    bar: tqdm,
     what: str,
 ) -> list:
     """Call fn on consecutive slices of the parallel lists in `args`; check each answer count."""
     out: list = []
     for start in range(0, n, batch_size):
-        chunk = [a[start:start + batch_size] for a in args]
+        chunk = [a[start : start + batch_size] for a in args]
         answers = list(fn(*chunk))
         if len(answers) != len(chunk[0]):
-            raise EvaluationError(
-                f"{what} returned {len(answers)} answers for {len(chunk[0])} inputs"
-            )
+            raise EvaluationError(f"{what} returned {len(answers)} answers for {len(chunk[0])} inputs")
         out.extend(answers)
         bar.update(len(chunk[0]))
     return out
@@ -77,9 +79,7 @@ def _breakdown(rows: list[dict], correct: list[bool]) -> dict[str, dict[str, dic
             if field in row:
                 groups[str(row[field])].append(ok)
         if groups:
-            out[f"by_{field}"] = {
-                k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in sorted(groups.items())
-            }
+            out[f"by_{field}"] = {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in sorted(groups.items())}
     return out
 
 
@@ -92,8 +92,14 @@ def _run_classification(model, idx: list[int], rows: list[dict], preds: dict, bs
     for labels, members in by_set.items():
         audio = [rows[i]["audio"] for i in members]
         labels_list = list(labels)
-        answers = _batched(lambda a: model.classify(a, labels_list), len(members), [audio], bs, bar,
-                           "model.classify")
+        answers = _batched(
+            lambda a, labels_list=labels_list: model.classify(a, labels_list),
+            len(members),
+            [audio],
+            bs,
+            bar,
+            "model.classify",
+        )
         golds = [_gold_list(rows[i]["label"]) for i in members]
         gold_sets = [M.gold_set(g) for g in golds]  # normalised, built once per row
         for i, ans, gold in zip(members, answers, gold_sets):
@@ -138,8 +144,7 @@ def _run_aqa(model, idx, rows, preds, bs, bar) -> dict:
     # A yes/no item is judged by its parsed yes/no ("Yes, it is." is right for "yes"); every
     # other item by normalised exact match.
     correct = [
-        M.parse_yes_no(a) == M.parse_yes_no(g) if kind == "yes_no"
-        else M.normalize_answer(a) == M.normalize_answer(g)
+        M.parse_yes_no(a) == M.parse_yes_no(g) if kind == "yes_no" else M.normalize_answer(a) == M.normalize_answer(g)
         for a, g, kind in zip(answers, golds, kinds)
     ]
     for i, a, ok in zip(idx, answers, correct):
@@ -211,7 +216,6 @@ def evaluate(
     result = {"bench": bench, "n": len(rows), "metrics": results}
     if out_dir is not None:
         out_dir = Path(out_dir)
-        write_jsonl(out_dir / "predictions.jsonl",
-                    ({"index": i, **rows[i], **preds[i]} for i in range(len(rows))))
+        write_jsonl(out_dir / "predictions.jsonl", ({"index": i, **rows[i], **preds[i]} for i in range(len(rows))))
         (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -30,8 +30,12 @@ def _metric_of(ablation: dict, bench: str) -> str:
     return ""
 
 
-def findings(ablation: dict[str, dict[str, Cell | None]], table: dict[str, dict[str, dict]],
-             rules: FindingsSpec, paper: PaperSpec | None = None) -> list[Finding]:
+def findings(
+    ablation: dict[str, dict[str, Cell | None]],
+    table: dict[str, dict[str, dict]],
+    rules: FindingsSpec,
+    paper: PaperSpec | None = None,
+) -> list[Finding]:
     """ablation: tables.ablation(); table: Tables 1 and 2 merged (bench -> row role -> metric
     -> Cell)."""
     p = (paper or PaperSpec()).table8
@@ -48,27 +52,28 @@ def findings(ablation: dict[str, dict[str, Cell | None]], table: dict[str, dict[
             if b in other:
                 ok = greater(s, other[b])
                 checks.append(ok)
-                ev.append(f"{b} {_metric_of(ablation, b)}: "
-                          + _ab("Santa", s, key.replace("_", " "), other[b], ok))
-        rule = ("holds on a metric when mean(Santa) - mean(other) exceeds sqrt(sd_Santa^2 + "
-                "sd_other^2) over the seeds (one seed: plain >)")
+                ev.append(f"{b} {_metric_of(ablation, b)}: " + _ab("Santa", s, key.replace("_", " "), other[b], ok))
+        rule = (
+            "holds on a metric when mean(Santa) - mean(other) exceeds sqrt(sd_Santa^2 + "
+            "sd_other^2) over the seeds (one seed: plain >)"
+        )
         if p:
             rule += f"; paper ({paper.table8_metric}): Santa {p['full']} vs {p[key]}"
         out.append(Finding(claim, verdict(checks), ev, rule))
     r = rules.collapse_ratio
-    for key, claim in (("no_noise", "training without noise collapses"),
-                       ("memory_only", "memory only collapses")):
+    for key, claim in (("no_noise", "training without noise collapses"), ("memory_only", "memory only collapses")):
         other = stats(key)
         checks, ev = [], []
         for b, s in full.items():
             if b in other:
                 ok = collapses(other[b], s, r)
                 checks.append(ok)
-                ratio = (f"{other[b].mean / s.mean:.2f} of Santa" if ok is not None and s.mean
-                         else "ratio undefined")
+                ratio = f"{other[b].mean / s.mean:.2f} of Santa" if ok is not None and s.mean else "ratio undefined"
                 mark = {True: "collapses", False: "does not collapse", None: "n/a"}[ok]
-                ev.append(f"{b} {_metric_of(ablation, b)}: {key.replace('_', ' ')} "
-                          f"{other[b].fmt()} vs Santa {s.fmt()} = {ratio} ({mark})")
+                ev.append(
+                    f"{b} {_metric_of(ablation, b)}: {key.replace('_', ' ')} "
+                    f"{other[b].fmt()} vs Santa {s.fmt()} = {ratio} ({mark})"
+                )
         rule = f"collapses on a metric when mean(variant) < {r} x mean(Santa)"
         if p:
             rule += f"; paper: {p[key]} / {p['full']} = {p[key] / p['full']:.2f}"
@@ -83,10 +88,17 @@ def findings(ablation: dict[str, dict[str, Cell | None]], table: dict[str, dict[
             ok = on_par(c.stat, audio[metric].stat, tol)
             checks.append(ok)
             mark = {True: "on par", False: "behind", None: "n/a"}[ok]
-            ev.append(f"{bench} {metric}: text-only {c.stat.fmt()} vs audio-supervised "
-                      f"{audio[metric].stat.fmt()} ({mark})")
-    out.append(Finding("text-only ≈ audio-supervised", verdict(checks), ev,
-                       f"on par on a metric when mean(text-only) >= {1 - tol:.2f} x "
-                       "mean(audio-supervised); each benchmark's main metric "
-                       "(accuracy; CIDEr-D for captions)"))
+            ev.append(
+                f"{bench} {metric}: text-only {c.stat.fmt()} vs audio-supervised {audio[metric].stat.fmt()} ({mark})"
+            )
+    out.append(
+        Finding(
+            "text-only ≈ audio-supervised",
+            verdict(checks),
+            ev,
+            f"on par on a metric when mean(text-only) >= {1 - tol:.2f} x "
+            "mean(audio-supervised); each benchmark's main metric "
+            "(accuracy; CIDEr-D for captions)",
+        )
+    )
     return out

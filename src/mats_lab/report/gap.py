@@ -93,8 +93,7 @@ def pca_2d(panels: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, tu
     comps = comps * signs[:, None]
     if comps.shape[0] < 2:  # D == 1 (or one point): pad a zero axis
         comps = np.vstack([comps, np.zeros((2 - comps.shape[0], allpts.shape[1]))])
-    return {name: tuple((x.double().numpy() - mean) @ comps.T for x in panels[name])
-            for name in names}
+    return {name: tuple((x.double().numpy() - mean) @ comps.T for x in panels[name]) for name in names}
 
 
 def compute_gap(pipeline: Any, rows: list[dict[str, Any]], seed: int = 0, progress: bool = False) -> dict:
@@ -112,8 +111,9 @@ def compute_gap(pipeline: Any, rows: list[dict[str, Any]], seed: int = 0, progre
         "sigma": float(model.cfg.noise.sigma),
         "seed": int(seed),
         "numbers": gap_numbers(panels),
-        "coords": {name: {"audio": a.round(6).tolist(), "text": t.round(6).tolist()}
-                   for name, (a, t) in coords.items()},
+        "coords": {
+            name: {"audio": a.round(6).tolist(), "text": t.round(6).tolist()} for name, (a, t) in coords.items()
+        },
     }
 
 
@@ -131,8 +131,7 @@ def plot_gap(gap: dict, path: Path) -> Path:
         ax.scatter(a[:, 0], a[:, 1], s=10, c="tab:blue", label="audio", zorder=2)
         ax.scatter(t[:, 0], t[:, 1], s=10, c="tab:orange", marker="^", label="text", zorder=2)
         num = gap["numbers"][name]
-        ax.set_title(f"{name}\ngap {num['centroid_distance']:.3f}, cos {num['paired_cosine']:.3f}",
-                     fontsize=9)
+        ax.set_title(f"{name}\ngap {num['centroid_distance']:.3f}, cos {num['paired_cosine']:.3f}", fontsize=9)
         ax.set_xlabel("PC 1")
     axes[0].set_ylabel("PC 2")
     axes[0].legend(loc="best", fontsize=8)

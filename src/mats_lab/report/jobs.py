@@ -120,8 +120,7 @@ class Evaluations:
                 raise ReportError(f"report spec: benchmark {bench!r}: {err}") from None
             tasks = sorted({r["task"] for r in rows})
             if len(tasks) != 1:
-                raise ReportError(f"benchmark {bench!r} mixes tasks {tasks}; a report needs one "
-                                  "task per benchmark")
+                raise ReportError(f"benchmark {bench!r} mixes tasks {tasks}; a report needs one task per benchmark")
             self._tasks[bench] = tasks[0]
         return self._tasks[bench]
 
@@ -152,10 +151,14 @@ class Evaluations:
         return job
 
     def key(self, job: Job) -> dict[str, Any]:
-        return {"model": self.fingerprint(job.model), "bench": job.bench,
-                "bench_file": self.bench_fingerprint(job.bench),
-                "limit": self.spec.limit_for(job.bench), "overrides": job.ov,
-                "spice": self.spice is not None}
+        return {
+            "model": self.fingerprint(job.model),
+            "bench": job.bench,
+            "bench_file": self.bench_fingerprint(job.bench),
+            "limit": self.spec.limit_for(job.bench),
+            "overrides": job.ov,
+            "spice": self.spice is not None,
+        }
 
     def entry(self, job: Job) -> Path:
         digest = hashlib.sha256(json.dumps(self.key(job), sort_keys=True).encode()).hexdigest()
@@ -186,8 +189,7 @@ class Evaluations:
         env = [f"MATS_DATA={shlex.quote(self.spec.data)}"]
         if self.spice:
             env.append(f"MATS_SPICE_JARS={shlex.quote(self.spice)}")
-        parts = [*env, "mats eval", "--model", shlex.quote(job.model), "--bench",
-                 shlex.quote(job.bench)]
+        parts = [*env, "mats eval", "--model", shlex.quote(job.model), "--bench", shlex.quote(job.bench)]
         limit = self.spec.limit_for(job.bench)
         if limit is not None:
             parts += ["--limit", str(limit)]
@@ -216,8 +218,7 @@ class Evaluations:
         by_model: dict[str, dict[tuple, list[Job]]] = {}
         for j in missing:
             by_model.setdefault(j.model, {}).setdefault(j.overrides, []).append(j)
-        bar = tqdm(total=len(missing), desc="report evaluations", unit="eval",
-                   disable=not self.progress)
+        bar = tqdm(total=len(missing), desc="report evaluations", unit="eval", disable=not self.progress)
         try:
             for model, variants in by_model.items():
                 bar.set_postfix_str(f"loading {model}")
@@ -247,14 +248,25 @@ class Evaluations:
         result = None
         if error is None:
             try:
-                result = runner.evaluate(variant, job.bench, out_dir=entry,
-                                         limit=self.spec.limit_for(job.bench),
-                                         progress=self.progress, spice_jars=self.spice,
-                                         data=self.spec.data)
+                result = runner.evaluate(
+                    variant,
+                    job.bench,
+                    out_dir=entry,
+                    limit=self.spec.limit_for(job.bench),
+                    progress=self.progress,
+                    spice_jars=self.spice,
+                    data=self.spec.data,
+                )
             except AblationError as err:  # e.g. a variant that cannot do the task
                 error = str(err)
-        doc = {"key": self.key(job), "model_dir": job.model, "result": result, "error": error,
-               "seconds": round(time.perf_counter() - t0, 3), "load_seconds": round(load_s, 3)}
+        doc = {
+            "key": self.key(job),
+            "model_dir": job.model,
+            "result": result,
+            "error": error,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "load_seconds": round(load_s, 3),
+        }
         write_json(entry / "result.json", doc)
         # What a read of the file gives (JSON types, sorted keys), without reading it.
         self._docs[entry] = json.loads(json.dumps(doc, sort_keys=True))
@@ -269,8 +281,13 @@ class Evaluations:
         g = self.spec.gap
         model = self.spec.models.text[0]
         # The prompt pairs classification clips with text, so a new prompt is a new gap.
-        key = {"model": self.fingerprint(model), "seed": g.seed, "limit": g.limit,
-               "benches": {b: self.bench_fingerprint(b) for b in g.benches}, "prompt": PROMPT}
+        key = {
+            "model": self.fingerprint(model),
+            "seed": g.seed,
+            "limit": g.limit,
+            "benches": {b: self.bench_fingerprint(b) for b in g.benches},
+            "prompt": PROMPT,
+        }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         path = self.cache / "gap" / f"{digest}.json"
         if path.is_file():
@@ -283,8 +300,7 @@ class Evaluations:
         if pipe is None:
             pipe = api.load(model)
         doc = compute_gap(pipe, rows, seed=g.seed, progress=self.progress)
-        doc.update(key=key, model_dir=model, benches=list(g.benches),
-                   seconds=round(time.perf_counter() - t0, 3))
+        doc.update(key=key, model_dir=model, benches=list(g.benches), seconds=round(time.perf_counter() - t0, 3))
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, doc)
         return doc

@@ -46,24 +46,36 @@ def write_figures(evals: Evaluations, data: dict[str, Any], gap: dict, out: Path
     figs = {"gap": plot_gap(gap, out / "gap.png").name}
     panels = []
     for param, sw in data["sweeps"].items():
-        series = [plots.Series(f"{b} {cells[0].metric}", [float(v) for v in sw["values"]],
-                               [c.stat.mean for c in cells], [c.stat.std for c in cells])
-                  for b, cells in sw["cells"].items()]
+        series = [
+            plots.Series(
+                f"{b} {cells[0].metric}",
+                [float(v) for v in sw["values"]],
+                [c.stat.mean for c in cells],
+                [c.stat.std for c in cells],
+            )
+            for b, cells in sw["cells"].items()
+        ]
         panels.append(plots.SweepPanel(tables.PARAM_LABEL[param], series, float(sw["default"])))
     if panels:
         figs["sweeps"] = plots.plot_sweeps(
-            panels, out / "sweeps.png",
-            f"Sweeps (text-only model{'s' if spec.sweeps.seeds > 1 else ''}; "
-            "dashed: the model's own value)").name
+            panels,
+            out / "sweeps.png",
+            f"Sweeps (text-only model{'s' if spec.sweeps.seeds > 1 else ''}; dashed: the model's own value)",
+        ).name
     benches = spec.ablation_benches
     abl = data["ablation"]
-    series = [plots.Series(label, [], [abl[k][b].stat.mean if abl[k][b] else None for b in benches],
-                           [abl[k][b].stat.std if abl[k][b] else 0.0 for b in benches])
-              for k, label, _ in tables.ABLATIONS]
+    series = [
+        plots.Series(
+            label,
+            [],
+            [abl[k][b].stat.mean if abl[k][b] else None for b in benches],
+            [abl[k][b].stat.std if abl[k][b] else 0.0 for b in benches],
+        )
+        for k, label, _ in tables.ABLATIONS
+    ]
     if benches:
         groups = [f"{b}\n{tables.MAIN_METRIC[evals.task(b)]}" for b in benches]
-        figs["ablation"] = plots.plot_bars(groups, series, out / "ablation.png",
-                                           "Santa ablation (Table 8)").name
+        figs["ablation"] = plots.plot_bars(groups, series, out / "ablation.png", "Santa ablation (Table 8)").name
     return figs
 
 

@@ -60,14 +60,12 @@ class ModelsSpec:
     def all(self) -> list[str]:
         """Every model directory the spec names, once each, in spec order."""
         sigma = [d for v in self.sigma.values() for d in v]
-        return list(dict.fromkeys(self.text + self.audio + self.ablation + self.no_noise +
-                                  self.clap + sigma))
+        return list(dict.fromkeys(self.text + self.audio + self.ablation + self.no_noise + self.clap + sigma))
 
 
 @dataclass
 class SweepSpec:
-    benches: list[str] = field(default_factory=lambda: ["soundworld-sound-caption",
-                                                        "soundworld-sound-cls"])
+    benches: list[str] = field(default_factory=lambda: ["soundworld-sound-caption", "soundworld-sound-cls"])
     seeds: int = 1  # the first N text-only models run the sweeps
     lam: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0])
     tau: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0])
@@ -113,8 +111,7 @@ class ReportSpec:
     out: str = "docs/results"
     cache: str | None = None
     benches: list[str] = field(default_factory=lambda: list(SOUNDWORLD_BENCHMARKS))
-    ablation_benches: list[str] = field(default_factory=lambda: ["soundworld-sound-caption",
-                                                                 "soundworld-sound-cls"])
+    ablation_benches: list[str] = field(default_factory=lambda: ["soundworld-sound-caption", "soundworld-sound-cls"])
     limit: int | dict[str, int] | None = 100
     sweeps: SweepSpec = field(default_factory=SweepSpec)
     gap: GapSpec = field(default_factory=GapSpec)
@@ -168,8 +165,9 @@ def check_spec(spec: ReportSpec) -> ReportSpec:
         raise ReportError("report spec findings: collapse_ratio in (0, 1], parity_tolerance in [0, 1)")
     variants = [key for key, _, _ in ABLATIONS]
     if spec.paper.table8 and sorted(spec.paper.table8) != sorted(variants):
-        raise ReportError(f"report spec paper.table8: one figure for each of {variants} (or none), "
-                          f"got {sorted(spec.paper.table8)}")
+        raise ReportError(
+            f"report spec paper.table8: one figure for each of {variants} (or none), got {sorted(spec.paper.table8)}"
+        )
     return spec
 
 

@@ -19,8 +19,13 @@ if TYPE_CHECKING:
 
 CAPTION_TASKS = ("sound_caption", "music_caption")
 CAPTION_METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE", "SPIDEr")
-MAIN_METRIC = {"classification": "accuracy", "aqa": "accuracy", "mcq": "accuracy",
-               "sound_caption": "CIDEr-D", "music_caption": "CIDEr-D"}
+MAIN_METRIC = {
+    "classification": "accuracy",
+    "aqa": "accuracy",
+    "mcq": "accuracy",
+    "sound_caption": "CIDEr-D",
+    "music_caption": "CIDEr-D",
+}
 ZERO_SHOT_TASKS = ("classification", "mcq")  # what the CLAP encoder alone can do
 
 ABLATIONS = (  # key, row label, overrides (None: the separately trained no-noise models)
@@ -42,8 +47,7 @@ class Cell:
     metric: str | None = None
 
 
-def cell(evals: Evaluations, models: list[str], bench: str, overrides: dict | None,
-         metric: str) -> Cell:
+def cell(evals: Evaluations, models: list[str], bench: str, overrides: dict | None, metric: str) -> Cell:
     jobs = [evals.job(m, bench, overrides) for m in models]
     return Cell(Stat([evals.value(j, metric) for j in jobs]), jobs, evals.task(bench), metric)
 
@@ -76,8 +80,7 @@ def main_table(evals: Evaluations, captions: bool) -> dict[str, dict[str, dict[s
         out[bench] = {}
         for role, models, ov in main_rows(evals):
             zero_ok = not ov.get(ZERO_SHOT) or task in ZERO_SHOT_TASKS
-            out[bench][role] = {mt: cell(evals, models, bench, ov, mt) if zero_ok else None
-                                for mt in metrics}
+            out[bench][role] = {mt: cell(evals, models, bench, ov, mt) if zero_ok else None for mt in metrics}
     return out
 
 
@@ -87,8 +90,10 @@ def ablation(evals: Evaluations) -> dict[str, dict[str, Cell | None]]:
     out: dict[str, dict[str, Cell | None]] = {}
     for key, _, ov in ABLATIONS:
         models, ov = (m.ablation_models(), ov) if ov is not None else (m.no_noise, {"mode": "full"})
-        out[key] = {b: cell(evals, models, b, ov, MAIN_METRIC[evals.task(b)]) if models else None
-                    for b in evals.spec.ablation_benches}
+        out[key] = {
+            b: cell(evals, models, b, ov, MAIN_METRIC[evals.task(b)]) if models else None
+            for b in evals.spec.ablation_benches
+        }
     return out
 
 
@@ -102,21 +107,33 @@ def sweeps(evals: Evaluations) -> dict[str, dict[str, Any]]:
     for param in SWEEPS:
         values = list(getattr(sw, param))
         if values:
-            out[param] = {"values": values, "default": getattr(santa, param), "cells": {
-                b: [cell(evals, models, b, sweep_overrides(param, v, santa.mode),
-                         MAIN_METRIC[evals.task(b)]) for v in values]
-                for b in sw.benches}}
+            out[param] = {
+                "values": values,
+                "default": getattr(santa, param),
+                "cells": {
+                    b: [
+                        cell(evals, models, b, sweep_overrides(param, v, santa.mode), MAIN_METRIC[evals.task(b)])
+                        for v in values
+                    ]
+                    for b in sw.benches
+                },
+            }
     sig = spec.models.sigma
     if sig:
         values = sorted(sig)
-        out["sigma"] = {"values": values,
-                        "default": evals.model_cfg(spec.models.text[0]).noise.sigma,
-                        "cells": {b: [cell(evals, sig[v], b, {}, MAIN_METRIC[evals.task(b)])
-                                      for v in values] for b in sw.benches}}
+        out["sigma"] = {
+            "values": values,
+            "default": evals.model_cfg(spec.models.text[0]).noise.sigma,
+            "cells": {b: [cell(evals, sig[v], b, {}, MAIN_METRIC[evals.task(b)]) for v in values] for b in sw.benches},
+        }
     return out
 
 
 def collect(evals: Evaluations) -> dict[str, Any]:
     """Every table: {"table1", "table2", "ablation", "sweeps"}."""
-    return {"table1": main_table(evals, captions=False), "table2": main_table(evals, captions=True),
-            "ablation": ablation(evals), "sweeps": sweeps(evals)}
+    return {
+        "table1": main_table(evals, captions=False),
+        "table2": main_table(evals, captions=True),
+        "ablation": ablation(evals),
+        "sweeps": sweeps(evals),
+    }

@@ -27,13 +27,21 @@ import numpy as np
 from tqdm import tqdm
 
 from mats.data import records
+
 from . import catalogue, render, scenes, sources, text
 from .catalogue import Recording, pick, stable_rng
 from .splits import CLAP, HELDOUT, assign_splits, split_counts
 
 ALL_PACKAGES = list(sources.PACKAGES)
-BENCHES = ("sound_classification", "instrument_classification", "sound_caption", "music_caption",
-           "aqa_yes_no", "aqa_open", "mcq")
+BENCHES = (
+    "sound_classification",
+    "instrument_classification",
+    "sound_caption",
+    "music_caption",
+    "aqa_yes_no",
+    "aqa_open",
+    "mcq",
+)
 
 
 class BuildError(RuntimeError):
@@ -58,15 +66,30 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # tiny backs the tests: two small packages (~18 MB of .deb), 12 programs, 3 voices.
-    "tiny": Profile(packages=["openttd-opensfx", "lmms-common"],
-                    programs=[0, 11, 19, 21, 24, 33, 40, 42, 56, 68, 71, 73], n_variants=3, gm_sfx=[122, 127],
-                    voices=["en-us", "en+f3", "en-gb-scotland"],
-                    texts=catalogue.WORDS[:6] + catalogue.SENTENCES[:2],
-                    clap_scenes=40, captions_per_clap=1, audiotia_scenes=120, bench_n=6),
-    "full": Profile(packages=ALL_PACKAGES, programs=sorted(catalogue.GM), n_variants=12,
-                    gm_sfx=sorted(catalogue.GM_SFX), voices=sorted(catalogue.VOICES),
-                    texts=catalogue.WORDS + catalogue.SENTENCES,
-                    clap_scenes=10_000, captions_per_clap=2, audiotia_scenes=26_000, bench_n=400),
+    "tiny": Profile(
+        packages=["openttd-opensfx", "lmms-common"],
+        programs=[0, 11, 19, 21, 24, 33, 40, 42, 56, 68, 71, 73],
+        n_variants=3,
+        gm_sfx=[122, 127],
+        voices=["en-us", "en+f3", "en-gb-scotland"],
+        texts=catalogue.WORDS[:6] + catalogue.SENTENCES[:2],
+        clap_scenes=40,
+        captions_per_clap=1,
+        audiotia_scenes=120,
+        bench_n=6,
+    ),
+    "full": Profile(
+        packages=ALL_PACKAGES,
+        programs=sorted(catalogue.GM),
+        n_variants=12,
+        gm_sfx=sorted(catalogue.GM_SFX),
+        voices=sorted(catalogue.VOICES),
+        texts=catalogue.WORDS + catalogue.SENTENCES,
+        clap_scenes=10_000,
+        captions_per_clap=2,
+        audiotia_scenes=26_000,
+        bench_n=400,
+    ),
 }
 
 
@@ -205,8 +228,12 @@ def build_audiotia(p: Profile, all_recs: list[Recording], out: Path, seed: int, 
                 add(cap, records.mcq_prompt(m["question"], m["choices"]), m["answer"], "mcq")
         label = pick(rng, labels)
         instr = text.INSTR_CLASS_INSTR if cats[label] == "musical instrument" else text.CLASS_INSTR
-        add(text.label_description(label, cats[label], sorted(set(descs[label])), rng), pick(rng, instr), label,
-            "classification")
+        add(
+            text.label_description(label, cats[label], sorted(set(descs[label])), rng),
+            pick(rng, instr),
+            label,
+            "classification",
+        )
     records.write_jsonl(out / "audiotia" / "train.jsonl", rows)
     return tasks
 
@@ -214,6 +241,7 @@ def build_audiotia(p: Profile, all_recs: list[Recording], out: Path, seed: int, 
 @dataclass
 class BenchPools:
     """What the benchmark scenes are drawn from (held-out recordings only)."""
+
     pools: Pools
     vocab: dict[str, list[str]]
     speech_texts: list[str]
@@ -227,12 +255,20 @@ class BenchPools:
         pools = Pools.of(held)
         sfx = [r for r in pools.sound if r.category != "musical instrument" and r.category != "music"]
         inst = [r for r in pools.sound if r.category == "musical instrument"]
-        return cls(pools, _vocab(held), pools.speech_texts(), sfx, inst, sorted({r.label for r in sfx}),
-                   sorted({r.label for r in pools.music + inst}))
+        return cls(
+            pools,
+            _vocab(held),
+            pools.speech_texts(),
+            sfx,
+            inst,
+            sorted({r.label for r in sfx}),
+            sorted({r.label for r in pools.music + inst}),
+        )
 
 
-def _bench_item(name: str, sid: str, bp: BenchPools, mix: tuple[float, float, float],
-                rng: np.random.Generator) -> tuple[scenes.Scene, dict] | None:
+def _bench_item(
+    name: str, sid: str, bp: BenchPools, mix: tuple[float, float, float], rng: np.random.Generator
+) -> tuple[scenes.Scene, dict] | None:
     """One scene and its benchmark fields for benchmark `name`; None when this draw has no usable item."""
     pools = bp.pools
     if name == "sound_classification":
@@ -240,12 +276,18 @@ def _bench_item(name: str, sid: str, bp: BenchPools, mix: tuple[float, float, fl
         return sc, {"task": "classification", "label": sc.events[0].label, "labels": bp.sfx_labels}
     if name == "instrument_classification":
         use_gm = pools.music and (not bp.inst or rng.random() < 0.6)
-        sc = (scenes.music_scene(sid, pools.music, rng, n_instruments=1) if use_gm
-              else scenes.sound_scene(sid, bp.inst, rng, n_events=1, allow_background=False))
+        sc = (
+            scenes.music_scene(sid, pools.music, rng, n_instruments=1)
+            if use_gm
+            else scenes.sound_scene(sid, bp.inst, rng, n_events=1, allow_background=False)
+        )
         return sc, {"task": "classification", "label": sc.events[0].label, "labels": bp.inst_labels}
     if name in ("sound_caption", "music_caption"):
-        sc = (scenes.music_scene(sid, pools.music, rng) if name == "music_caption"
-              else scenes.sound_scene(sid, pools.sound, rng))
+        sc = (
+            scenes.music_scene(sid, pools.music, rng)
+            if name == "music_caption"
+            else scenes.sound_scene(sid, pools.sound, rng)
+        )
         return sc, {"task": name, "captions": _distinct_captions(sc, rng, 5)}
     sc = _scene(_kind(rng, mix), sid, pools, rng)
     want = "yes_no" if name == "aqa_yes_no" else "open"
@@ -259,8 +301,9 @@ def _bench_item(name: str, sid: str, bp: BenchPools, mix: tuple[float, float, fl
     return None if m is None else (sc, {"task": "mcq", **m})
 
 
-def build_benches(p: Profile, held: list[Recording], out: Path, seed: int, writer: AudioWriter,
-                  progress: bool) -> dict[str, int]:
+def build_benches(
+    p: Profile, held: list[Recording], out: Path, seed: int, writer: AudioWriter, progress: bool
+) -> dict[str, int]:
     bp = BenchPools.of(held)
     if not bp.sfx or not (bp.pools.music or bp.inst):
         raise BuildError("held-out split has no sound or instrument recordings; use a larger profile")
@@ -305,8 +348,12 @@ def build(profile: str, out: Path, seed: int = 0, cache: Path | None = None, pro
         fcntl.flock(lock, fcntl.LOCK_EX)
         recs = _catalogue(p, cache, progress)
     assign_splits(recs, seed)
-    manifest = {"profile": profile, "seed": seed, "sample_rate": render.SR,
-                "recordings": [r.manifest_row() for r in recs]}
+    manifest = {
+        "profile": profile,
+        "seed": seed,
+        "sample_rate": render.SR,
+        "recordings": [r.manifest_row() for r in recs],
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
     writer = AudioWriter(out)
@@ -317,17 +364,23 @@ def build(profile: str, out: Path, seed: int = 0, cache: Path | None = None, pro
     tasks = build_audiotia(p, recs, out, seed, progress)
 
     summary = {
-        "profile": profile, "seed": seed, "out": str(out),
+        "profile": profile,
+        "seed": seed,
+        "out": str(out),
         "recordings": len(recs),
         "recordings_per_package": dict(sorted(Counter(r.source_package for r in recs).items())),
         "recordings_per_split": dict(sorted(Counter(r.split for r in recs).items())),
         "classes": len({r.label for r in recs}),
         "recordings_per_class_and_split": split_counts(recs),
-        "clap_pairs": n_pairs, "clap_hours": round(clap_seconds / 3600, 3),
-        "audiotia_records": sum(tasks.values()), "audiotia_per_task": dict(sorted(tasks.items())),
+        "clap_pairs": n_pairs,
+        "clap_hours": round(clap_seconds / 3600, 3),
+        "audiotia_records": sum(tasks.values()),
+        "audiotia_per_task": dict(sorted(tasks.items())),
         "bench_sizes": bench_sizes,
-        "audio_hours": round(writer.seconds / 3600, 3), "audio_files_written": writer.written,
-        "disk_bytes": _disk_bytes(out), "seconds": round(time.time() - t0, 1),
+        "audio_hours": round(writer.seconds / 3600, 3),
+        "audio_files_written": writer.written,
+        "disk_bytes": _disk_bytes(out),
+        "seconds": round(time.time() - t0, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

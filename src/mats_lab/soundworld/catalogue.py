@@ -24,38 +24,94 @@ CURATED = Path(__file__).with_name("curated.json")
 # GM program -> (name, everyday label, category). Programs left out: synth effects (96-103),
 # synth drum / reverse cymbal (118-119), noises without an everyday source (120, 121, 123).
 GM: dict[int, tuple[str, str]] = {
-    0: ("acoustic grand piano", "piano"), 1: ("bright acoustic piano", "piano"),
-    2: ("electric grand piano", "piano"), 3: ("honky-tonk piano", "piano"),
-    4: ("electric piano", "electric piano"), 5: ("FM electric piano", "electric piano"),
-    6: ("harpsichord", "harpsichord"), 7: ("clavinet", "clavinet"), 8: ("celesta", "celesta"),
-    9: ("glockenspiel", "glockenspiel"), 10: ("music box", "music box"), 11: ("vibraphone", "vibraphone"),
-    12: ("marimba", "marimba"), 13: ("xylophone", "xylophone"), 14: ("tubular bells", "bell"),
-    15: ("dulcimer", "dulcimer"), 16: ("drawbar organ", "organ"), 17: ("percussive organ", "organ"),
-    18: ("rock organ", "organ"), 19: ("church organ", "organ"), 20: ("reed organ", "organ"),
-    21: ("accordion", "accordion"), 22: ("harmonica", "harmonica"), 23: ("tango accordion", "accordion"),
-    24: ("nylon-string guitar", "acoustic guitar"), 25: ("steel-string guitar", "acoustic guitar"),
-    26: ("jazz guitar", "electric guitar"), 27: ("clean electric guitar", "electric guitar"),
-    28: ("muted electric guitar", "electric guitar"), 29: ("overdriven guitar", "electric guitar"),
-    30: ("distortion guitar", "electric guitar"), 32: ("acoustic bass", "double bass"),
-    33: ("fingered electric bass", "bass guitar"), 34: ("picked electric bass", "bass guitar"),
-    35: ("fretless bass", "bass guitar"), 36: ("slap bass", "bass guitar"), 38: ("synth bass", "synthesizer"),
-    40: ("violin", "violin"), 41: ("viola", "viola"), 42: ("cello", "cello"), 43: ("contrabass", "double bass"),
-    44: ("tremolo strings", "strings"), 45: ("pizzicato strings", "strings"), 46: ("orchestral harp", "harp"),
-    47: ("timpani", "timpani"), 48: ("string ensemble", "strings"), 49: ("slow string ensemble", "strings"),
-    50: ("synth strings", "strings"), 52: ("choir aahs", "choir"), 53: ("voice oohs", "choir"),
-    56: ("trumpet", "trumpet"), 57: ("trombone", "trombone"), 58: ("tuba", "tuba"),
-    59: ("muted trumpet", "trumpet"), 60: ("french horn", "french horn"), 61: ("brass section", "brass section"),
-    64: ("soprano saxophone", "saxophone"), 65: ("alto saxophone", "saxophone"),
-    66: ("tenor saxophone", "saxophone"), 67: ("baritone saxophone", "saxophone"), 68: ("oboe", "oboe"),
-    69: ("english horn", "oboe"), 70: ("bassoon", "bassoon"), 71: ("clarinet", "clarinet"),
-    72: ("piccolo", "flute"), 73: ("flute", "flute"), 74: ("recorder", "recorder"), 75: ("pan flute", "pan flute"),
-    77: ("shakuhachi", "flute"), 78: ("whistle", "whistle"), 79: ("ocarina", "ocarina"),
-    80: ("square lead synth", "synthesizer"), 81: ("sawtooth lead synth", "synthesizer"),
-    88: ("new age pad", "synthesizer"), 89: ("warm pad", "synthesizer"), 104: ("sitar", "sitar"),
-    105: ("banjo", "banjo"), 106: ("shamisen", "shamisen"), 107: ("koto", "koto"), 108: ("kalimba", "kalimba"),
-    109: ("bagpipe", "bagpipes"), 110: ("fiddle", "violin"), 112: ("tinkle bell", "bell"),
-    113: ("agogo", "cowbell"), 114: ("steel drums", "steel drum"), 115: ("woodblock", "woodblock"),
-    116: ("taiko drum", "taiko drum"), 117: ("melodic tom", "tom-tom drum"),
+    0: ("acoustic grand piano", "piano"),
+    1: ("bright acoustic piano", "piano"),
+    2: ("electric grand piano", "piano"),
+    3: ("honky-tonk piano", "piano"),
+    4: ("electric piano", "electric piano"),
+    5: ("FM electric piano", "electric piano"),
+    6: ("harpsichord", "harpsichord"),
+    7: ("clavinet", "clavinet"),
+    8: ("celesta", "celesta"),
+    9: ("glockenspiel", "glockenspiel"),
+    10: ("music box", "music box"),
+    11: ("vibraphone", "vibraphone"),
+    12: ("marimba", "marimba"),
+    13: ("xylophone", "xylophone"),
+    14: ("tubular bells", "bell"),
+    15: ("dulcimer", "dulcimer"),
+    16: ("drawbar organ", "organ"),
+    17: ("percussive organ", "organ"),
+    18: ("rock organ", "organ"),
+    19: ("church organ", "organ"),
+    20: ("reed organ", "organ"),
+    21: ("accordion", "accordion"),
+    22: ("harmonica", "harmonica"),
+    23: ("tango accordion", "accordion"),
+    24: ("nylon-string guitar", "acoustic guitar"),
+    25: ("steel-string guitar", "acoustic guitar"),
+    26: ("jazz guitar", "electric guitar"),
+    27: ("clean electric guitar", "electric guitar"),
+    28: ("muted electric guitar", "electric guitar"),
+    29: ("overdriven guitar", "electric guitar"),
+    30: ("distortion guitar", "electric guitar"),
+    32: ("acoustic bass", "double bass"),
+    33: ("fingered electric bass", "bass guitar"),
+    34: ("picked electric bass", "bass guitar"),
+    35: ("fretless bass", "bass guitar"),
+    36: ("slap bass", "bass guitar"),
+    38: ("synth bass", "synthesizer"),
+    40: ("violin", "violin"),
+    41: ("viola", "viola"),
+    42: ("cello", "cello"),
+    43: ("contrabass", "double bass"),
+    44: ("tremolo strings", "strings"),
+    45: ("pizzicato strings", "strings"),
+    46: ("orchestral harp", "harp"),
+    47: ("timpani", "timpani"),
+    48: ("string ensemble", "strings"),
+    49: ("slow string ensemble", "strings"),
+    50: ("synth strings", "strings"),
+    52: ("choir aahs", "choir"),
+    53: ("voice oohs", "choir"),
+    56: ("trumpet", "trumpet"),
+    57: ("trombone", "trombone"),
+    58: ("tuba", "tuba"),
+    59: ("muted trumpet", "trumpet"),
+    60: ("french horn", "french horn"),
+    61: ("brass section", "brass section"),
+    64: ("soprano saxophone", "saxophone"),
+    65: ("alto saxophone", "saxophone"),
+    66: ("tenor saxophone", "saxophone"),
+    67: ("baritone saxophone", "saxophone"),
+    68: ("oboe", "oboe"),
+    69: ("english horn", "oboe"),
+    70: ("bassoon", "bassoon"),
+    71: ("clarinet", "clarinet"),
+    72: ("piccolo", "flute"),
+    73: ("flute", "flute"),
+    74: ("recorder", "recorder"),
+    75: ("pan flute", "pan flute"),
+    77: ("shakuhachi", "flute"),
+    78: ("whistle", "whistle"),
+    79: ("ocarina", "ocarina"),
+    80: ("square lead synth", "synthesizer"),
+    81: ("sawtooth lead synth", "synthesizer"),
+    88: ("new age pad", "synthesizer"),
+    89: ("warm pad", "synthesizer"),
+    104: ("sitar", "sitar"),
+    105: ("banjo", "banjo"),
+    106: ("shamisen", "shamisen"),
+    107: ("koto", "koto"),
+    108: ("kalimba", "kalimba"),
+    109: ("bagpipe", "bagpipes"),
+    110: ("fiddle", "violin"),
+    112: ("tinkle bell", "bell"),
+    113: ("agogo", "cowbell"),
+    114: ("steel drums", "steel drum"),
+    115: ("woodblock", "woodblock"),
+    116: ("taiko drum", "taiko drum"),
+    117: ("melodic tom", "tom-tom drum"),
 }
 GM_DRUMS = "drum kit"  # channel 10 kit, id "gm/drums"
 GM_SFX: dict[int, tuple[str, str, str]] = {  # program -> (label, category, description)
@@ -67,15 +123,59 @@ GM_SFX: dict[int, tuple[str, str, str]] = {  # program -> (label, category, desc
 }
 
 VOICES: dict[str, str] = {  # espeak-ng voice -> "man" / "woman"
-    "en-us": "man", "en+f3": "woman", "en-gb-scotland": "man", "en+f2": "woman",
-    "en-gb-x-rp+m3": "man", "en-us+f4": "woman", "en-029": "man", "en+f5": "woman",
+    "en-us": "man",
+    "en+f3": "woman",
+    "en-gb-scotland": "man",
+    "en+f2": "woman",
+    "en-gb-x-rp+m3": "man",
+    "en-us+f4": "woman",
+    "en-029": "man",
+    "en+f5": "woman",
 }
-WORDS = ["hello", "yes", "no", "stop", "go", "left", "right", "up", "down", "one", "two", "three",
-         "four", "five", "water", "music", "help", "morning", "goodbye", "seven", "eight", "house",
-         "train", "apple", "yellow", "window", "coffee", "thank you", "good night", "come here"]
-SENTENCES = ["the train is leaving now", "please close the door", "where is the station",
-             "it is going to rain today", "turn left at the corner", "the dog is in the garden",
-             "can you hear the music", "we are almost there", "dinner is ready", "the bus is late again"]
+WORDS = [
+    "hello",
+    "yes",
+    "no",
+    "stop",
+    "go",
+    "left",
+    "right",
+    "up",
+    "down",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "water",
+    "music",
+    "help",
+    "morning",
+    "goodbye",
+    "seven",
+    "eight",
+    "house",
+    "train",
+    "apple",
+    "yellow",
+    "window",
+    "coffee",
+    "thank you",
+    "good night",
+    "come here",
+]
+SENTENCES = [
+    "the train is leaving now",
+    "please close the door",
+    "where is the station",
+    "it is going to rain today",
+    "turn left at the corner",
+    "the dog is in the garden",
+    "can you hear the music",
+    "we are almost there",
+    "dinner is ready",
+    "the bus is late again",
+]
 
 # Phrase variants rendered for every GM program: (pattern, bpm, register base pitch, velocity)
 TEMPI = {"slow": 72, "moderate": 104, "fast": 144}
@@ -107,8 +207,15 @@ class Recording:
 
     def manifest_row(self) -> dict:
         path = self.clips[0].path if len(self.clips) == 1 else str(Path(self.clips[0].path).parent)
-        return {"id": self.id, "source_package": self.source_package, "path": path, "label": self.label,
-                "category": self.category, "description": self.description, "split": self.split}
+        return {
+            "id": self.id,
+            "source_package": self.source_package,
+            "path": path,
+            "label": self.label,
+            "category": self.category,
+            "description": self.description,
+            "split": self.split,
+        }
 
 
 def stable_rng(*keys: object) -> np.random.Generator:
@@ -135,14 +242,18 @@ def package_recordings(packages: list[str], cache: Path, progress: bool) -> list
             c = curated[r.id]
             dest = cache / "clips" / (r.id.replace("/", "__") + ".wav")
             dur = render.prepare_clip(r.path, dest)
-            kind = "instrument" if c["category"] == "musical instrument" else (
-                "music" if c["category"] == "music" else "sfx")
+            kind = (
+                "instrument"
+                if c["category"] == "musical instrument"
+                else ("music" if c["category"] == "music" else "sfx")
+            )
             group = r.id
             if pkg == "openttd-opensfx" and 'Original "' in r.hint:
                 # two opensfx entries edited from one original file (e.g. "Wind"/"Heavy wind") share a split
                 group = "opensfx-orig/" + r.hint.split('Original "', 1)[1].split('"', 1)[0]
-            out.append(Recording(r.id, pkg, kind, c["label"], c["category"], c["description"], group,
-                                 [Clip(str(dest), dur)]))
+            out.append(
+                Recording(r.id, pkg, kind, c["label"], c["category"], c["description"], group, [Clip(str(dest), dur)])
+            )
     return out
 
 
@@ -164,8 +275,11 @@ def _phrase_notes(program: int, variant: tuple[str, str, str, str], start: float
         elif pattern == "chords":
             chord = chords[int(t / (2 * beat)) % 4]
             for d in chord:
-                notes.append(render.Note(start + t, min(2 * beat, PHRASE_S - t) * 0.95,
-                                         base + scale[d % 8] + 12 * (d // 8), vel, channel))
+                notes.append(
+                    render.Note(
+                        start + t, min(2 * beat, PHRASE_S - t) * 0.95, base + scale[d % 8] + 12 * (d // 8), vel, channel
+                    )
+                )
             t += 2 * beat
         else:  # arpeggio
             chord = chords[int(t / (4 * beat)) % 4]
@@ -225,7 +339,7 @@ def gm_recordings(programs: list[int], n_variants: int, sfx: list[int], cache: P
             print(f"fluidsynth: rendering {len(items)} phrases in one call ...", flush=True)
         audio = render.fluidsynth_render(gm_dir / "all.mid", sources.soundfont_path(cache), gm_dir / "all.wav")
         seg = int(SEGMENT_S * render.SR)
-        for i, (kind, prog, v) in enumerate(items):
+        for i in range(len(items)):
             x = render.trim_silence(audio[i * seg : (i + 1) * seg], rel_db=-45.0)
             render.write_wav(gm_dir / f"{i:05d}.wav", render.fade(render.normalise(x)))
         (gm_dir / "all.wav").unlink()
@@ -236,8 +350,16 @@ def gm_recordings(programs: list[int], n_variants: int, sfx: list[int], cache: P
         dur = render.duration(path)
         if kind == "sfx":
             label, cat, desc = GM_SFX[prog]
-            by_rec[f"gm/{prog:03d}"] = Recording(f"gm/{prog:03d}", sources.SOUNDFONT_PACKAGE, "sfx", label, cat,
-                                                 desc, f"gm/{prog:03d}", [Clip(str(path), dur)])
+            by_rec[f"gm/{prog:03d}"] = Recording(
+                f"gm/{prog:03d}",
+                sources.SOUNDFONT_PACKAGE,
+                "sfx",
+                label,
+                cat,
+                desc,
+                f"gm/{prog:03d}",
+                [Clip(str(path), dur)],
+            )
             continue
         rid = "gm/drums" if kind == "drums" else f"gm/{prog:03d}"
         meta = dict(zip(("pattern", "tempo", "register", "loudness"), v))
@@ -246,8 +368,16 @@ def gm_recordings(programs: list[int], n_variants: int, sfx: list[int], cache: P
             meta["register"] = ""
         if rid not in by_rec:
             name, label = ("drum kit", GM_DRUMS) if kind == "drums" else GM[prog]
-            by_rec[rid] = Recording(rid, sources.SOUNDFONT_PACKAGE, "music", label, "musical instrument",
-                                    f"a {name} from the FluidR3 General MIDI soundfont", rid, [])
+            by_rec[rid] = Recording(
+                rid,
+                sources.SOUNDFONT_PACKAGE,
+                "music",
+                label,
+                "musical instrument",
+                f"a {name} from the FluidR3 General MIDI soundfont",
+                rid,
+                [],
+            )
         by_rec[rid].clips.append(Clip(str(path), dur, meta))
     return list(by_rec.values())
 
@@ -267,8 +397,28 @@ def speech_recordings(voices: list[str], texts: list[str], cache: Path, progress
         dur = render.duration(dest)
         who = VOICES[voice]
         kind_of = "word" if " " not in text or text in WORDS else "sentence"
-        out.append(Recording(f"speech/{voice}/{slug}", "espeak-ng", "speech", "speech", "human",
-                             f'a {who} saying "{text}"', f"speech/{voice}",
-                             [Clip(str(dest), dur, {"text": text, "speaker": who, "voice": voice,
-                                                    "unit": kind_of, "rate": "fast" if speed >= 190 else ("slow" if speed <= 130 else "normal")})]))
+        out.append(
+            Recording(
+                f"speech/{voice}/{slug}",
+                "espeak-ng",
+                "speech",
+                "speech",
+                "human",
+                f'a {who} saying "{text}"',
+                f"speech/{voice}",
+                [
+                    Clip(
+                        str(dest),
+                        dur,
+                        {
+                            "text": text,
+                            "speaker": who,
+                            "voice": voice,
+                            "unit": kind_of,
+                            "rate": "fast" if speed >= 190 else ("slow" if speed <= 130 else "normal"),
+                        },
+                    )
+                ],
+            )
+        )
     return out

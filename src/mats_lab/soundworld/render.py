@@ -154,8 +154,23 @@ def fluidsynth_render(midi: Path, sf2: Path, out: Path) -> np.ndarray:
     exe = shutil.which("fluidsynth")
     if exe is None:
         raise RenderError("fluidsynth not found: run scripts/install_system_deps.sh (apt-get install fluidsynth)")
-    cmd = [exe, "-ni", "-q", "-g", "0.6", "-r", str(SR), "-o", "synth.reverb.active=0",
-           "-o", "synth.chorus.active=0", "-F", str(out), str(sf2), str(midi)]
+    cmd = [
+        exe,
+        "-ni",
+        "-q",
+        "-g",
+        "0.6",
+        "-r",
+        str(SR),
+        "-o",
+        "synth.reverb.active=0",
+        "-o",
+        "synth.chorus.active=0",
+        "-F",
+        str(out),
+        str(sf2),
+        str(midi),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not out.is_file():
         raise RenderError(f"fluidsynth failed on {midi}: {proc.stderr.strip()[-300:]}")
@@ -168,8 +183,9 @@ def espeak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
         raise RenderError("espeak-ng not found: run scripts/install_system_deps.sh (apt-get install espeak-ng)")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "s.wav"
-        proc = subprocess.run([exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(out), text],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(out), text], capture_output=True, text=True
+        )
         if proc.returncode != 0 or not out.is_file():
             raise RenderError(f"espeak-ng failed for voice {voice!r}: {proc.stderr.strip()[-300:]}")
         return read_mono(out)
@@ -190,7 +206,9 @@ class ClipCache:
         return self._clips[path]
 
 
-def mix(layers: list[tuple[np.ndarray, float, float, bool]], duration: float, level_db: float = TARGET_RMS_DB) -> np.ndarray:
+def mix(
+    layers: list[tuple[np.ndarray, float, float, bool]], duration: float, level_db: float = TARGET_RMS_DB
+) -> np.ndarray:
     """layers: (clip, onset_s, gain_db, loop). Looping layers repeat from onset to the end.
     The mix is brought to `level_db` RMS (a scene's loud/quiet level); relative gains are kept."""
     n = int(round(duration * SR))

@@ -63,8 +63,19 @@ class Scene:
 
 
 def _event(rec: Recording, clip: Clip, onset: float, gain_db: float, background: bool = False) -> Event:
-    return Event(rec.id, rec.label, rec.category, rec.kind, rec.description, clip.path, round(clip.duration, 3),
-                 round(onset, 3), round(gain_db, 2), background, dict(clip.meta))
+    return Event(
+        rec.id,
+        rec.label,
+        rec.category,
+        rec.kind,
+        rec.description,
+        clip.path,
+        round(clip.duration, 3),
+        round(onset, 3),
+        round(gain_db, 2),
+        background,
+        dict(clip.meta),
+    )
 
 
 def can_be_background(rec: Recording) -> bool:
@@ -72,8 +83,13 @@ def can_be_background(rec: Recording) -> bool:
     return rec.category in BACKGROUND_CATEGORIES and rec.clips[0].duration >= 2.5
 
 
-def sound_scene(sid: str, pool: list[Recording], rng: np.random.Generator, n_events: int | None = None,
-                allow_background: bool = True) -> Scene:
+def sound_scene(
+    sid: str,
+    pool: list[Recording],
+    rng: np.random.Generator,
+    n_events: int | None = None,
+    allow_background: bool = True,
+) -> Scene:
     """1-3 events with distinct labels from `pool` (sfx/instrument recordings)."""
     labels = sorted({r.label for r in pool})
     n = n_events or int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
@@ -87,8 +103,11 @@ def sound_scene(sid: str, pool: list[Recording], rng: np.random.Generator, n_eve
         onset = min(t, max(0.0, duration - min(clip.duration, 1.0)))
         events.append(_event(rec, clip, onset, 0.0 if k == 0 else float(rng.uniform(-6, 0))))
         # next event: after this one (gap) or overlapping it ("while")
-        t = onset + (clip.duration + float(rng.uniform(0.1, 1.0)) if rng.random() < 0.7
-                     else float(rng.uniform(0.2, 0.6)) * clip.duration)
+        t = onset + (
+            clip.duration + float(rng.uniform(0.1, 1.0))
+            if rng.random() < 0.7
+            else float(rng.uniform(0.2, 0.6)) * clip.duration
+        )
     events.sort(key=lambda e: e.onset)
     # End the scene soon after its last event (5-10 s), so short events are not lost in silence.
     last = max(e.end for e in events)

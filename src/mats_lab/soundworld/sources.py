@@ -161,8 +161,9 @@ def _tuxpaint(root: Path) -> list[RawSource]:
             continue  # spoken descriptions, letters and numbers: speech in many languages
         txt = p.with_suffix(".txt")
         first = txt.read_text(errors="replace").splitlines()[0].strip() if txt.is_file() else ""
-        out.append(RawSource(f"tuxpaint/{rel.as_posix()}", "tuxpaint-stamps-default", str(p),
-                             f"{rel.as_posix()} | {first}"))
+        out.append(
+            RawSource(f"tuxpaint/{rel.as_posix()}", "tuxpaint-stamps-default", str(p), f"{rel.as_posix()} | {first}")
+        )
     return out
 
 

@@ -22,29 +22,78 @@ from .scenes import Event, Scene, overlaps
 
 NUMBERS = ["zero", "one", "two", "three", "four", "five"]
 HEAR = ["can be heard", "is heard", "is audible", "sounds"]
-OPEN_1 = ["{A}.", "{A} {hear}.", "You can hear {A}.", "There is {A}.", "The sound of {A}.",
-          "A recording of {A}.", "In this clip, {A} {hear}."]
-SEQ_2 = ["{A}, followed by {B}.", "{A} and then {B}.", "First {A}, then {B}.", "{A} before {B}.",
-         "{A} {hear}, after which {B}.", "{A}; afterwards {B}."]
-SIM_2 = ["{A} while {B}.", "{A} as {B} at the same time.", "{A} together with {B}.",
-         "{A} and {B} at once.", "While {A}, {B} {hear}."]
-THREE = ["{A}, then {B}, and finally {C}.", "{A}, followed by {B} and {C}.",
-         "Three sounds: {A}, {B} and {C}.", "First {A}, next {B}, then {C}.", "{A}, {B} and {C} one after another."]
-BG = ["{S} with {X} in the background", "{S} over {X} in the background", "{S}, {X} in the background",
-      "{S} against a background of {X}"]
+OPEN_1 = [
+    "{A}.",
+    "{A} {hear}.",
+    "You can hear {A}.",
+    "There is {A}.",
+    "The sound of {A}.",
+    "A recording of {A}.",
+    "In this clip, {A} {hear}.",
+]
+SEQ_2 = [
+    "{A}, followed by {B}.",
+    "{A} and then {B}.",
+    "First {A}, then {B}.",
+    "{A} before {B}.",
+    "{A} {hear}, after which {B}.",
+    "{A}; afterwards {B}.",
+]
+SIM_2 = [
+    "{A} while {B}.",
+    "{A} as {B} at the same time.",
+    "{A} together with {B}.",
+    "{A} and {B} at once.",
+    "While {A}, {B} {hear}.",
+]
+THREE = [
+    "{A}, then {B}, and finally {C}.",
+    "{A}, followed by {B} and {C}.",
+    "Three sounds: {A}, {B} and {C}.",
+    "First {A}, next {B}, then {C}.",
+    "{A}, {B} and {C} one after another.",
+]
+BG = [
+    "{S} with {X} in the background",
+    "{S} over {X} in the background",
+    "{S}, {X} in the background",
+    "{S} against a background of {X}",
+]
 LEVEL_WORDS = {"quiet": ["faint", "quiet", "soft", "distant"], "loud": ["loud", "loud", "strong", "close"]}
 CAPTION_INSTR = SOUNDWORLD["sound_caption"]
 MUSIC_INSTR = SOUNDWORLD["music_caption"]
 CLASS_INSTR = SOUNDWORLD["classification"]
 INSTR_CLASS_INSTR = SOUNDWORLD["instrument_classification"]
-TEMPO = {"slow": ["slow", "unhurried", "gentle", "leisurely"], "moderate": ["moderate", "medium-tempo", "steady"],
-         "fast": ["fast", "lively", "quick", "upbeat"]}
-PATTERN = {"melody": ["melody", "tune", "melodic line"],
-           "chords": ["chord progression", "series of chords", "sequence of sustained chords"],
-           "arpeggio": ["arpeggio", "broken-chord figure", "arpeggiated pattern"], "beat": ["beat", "rhythm", "groove"]}
+TEMPO = {
+    "slow": ["slow", "unhurried", "gentle", "leisurely"],
+    "moderate": ["moderate", "medium-tempo", "steady"],
+    "fast": ["fast", "lively", "quick", "upbeat"],
+}
+PATTERN = {
+    "melody": ["melody", "tune", "melodic line"],
+    "chords": ["chord progression", "series of chords", "sequence of sustained chords"],
+    "arpeggio": ["arpeggio", "broken-chord figure", "arpeggiated pattern"],
+    "beat": ["beat", "rhythm", "groove"],
+}
 REGISTER = {"low": ["low", "deep"], "middle": ["middle", "mid-range"], "high": ["high", "bright"]}
-MASS_NOUNS = {"fireworks", "coins", "crickets", "bagpipes", "strings", "applause", "thunder", "fire", "wind",
-              "water", "traffic", "machinery", "speech", "electric sparks", "ocean waves", "birds chirping"}
+MASS_NOUNS = {
+    "fireworks",
+    "coins",
+    "crickets",
+    "bagpipes",
+    "strings",
+    "applause",
+    "thunder",
+    "fire",
+    "wind",
+    "water",
+    "traffic",
+    "machinery",
+    "speech",
+    "electric sparks",
+    "ocean waves",
+    "birds chirping",
+}
 QUESTION_CATS = {"animal": "animal", "musical instrument": "instrument", "vehicle": "vehicle"}
 
 
@@ -99,26 +148,48 @@ def music_caption(scene: Scene, rng: np.random.Generator) -> str:
     reg_txt = f" in a {pick(rng, REGISTER[reg])} register" if reg in REGISTER and rng.random() < 0.7 else ""
     names = [e.label for e in scene.events]
     if len(names) == 1:
-        s = pick(rng, [f"{article(names[0])} plays {article(tempo + ' ' + pattern)}{reg_txt}.",
-                     f"A solo {names[0]} performing {article(tempo + ' ' + pattern)}{reg_txt}.",
-                     f"{article(tempo + ' ' + pattern)} played on {article(names[0])}{reg_txt}.",
-                     f"Solo {names[0]} music with {article(tempo + ' ' + pattern)}."])
+        s = pick(
+            rng,
+            [
+                f"{article(names[0])} plays {article(tempo + ' ' + pattern)}{reg_txt}.",
+                f"A solo {names[0]} performing {article(tempo + ' ' + pattern)}{reg_txt}.",
+                f"{article(tempo + ' ' + pattern)} played on {article(names[0])}{reg_txt}.",
+                f"Solo {names[0]} music with {article(tempo + ' ' + pattern)}.",
+            ],
+        )
     else:
-        s = pick(rng, [f"{article(names[0])} and {article(names[1])} play {article(tempo + ' ' + pattern)} together.",
-                     f"A duet of {names[0]} and {names[1]} with {article(tempo + ' ' + pattern)}.",
-                     f"{article(names[1])} accompanies {article(names[0])} in {article(tempo)} piece.",
-                     f"{article(tempo + ' ' + pattern)} played by {article(names[0])} while {article(names[1])} joins in."])
+        s = pick(
+            rng,
+            [
+                f"{article(names[0])} and {article(names[1])} play {article(tempo + ' ' + pattern)} together.",
+                f"A duet of {names[0]} and {names[1]} with {article(tempo + ' ' + pattern)}.",
+                f"{article(names[1])} accompanies {article(names[0])} in {article(tempo)} piece.",
+                f"{article(tempo + ' ' + pattern)} played by {article(names[0])} while {article(names[1])} joins in.",
+            ],
+        )
     if scene.level in LEVEL_WORDS and rng.random() < 0.4:
-        s = s.rstrip(".") + pick(rng, {"quiet": [", played softly.", ", heard quietly."],
-                                      "loud": [", played loudly.", ", at a high volume."]}[scene.level])
+        s = s.rstrip(".") + pick(
+            rng,
+            {"quiet": [", played softly.", ", heard quietly."], "loud": [", played loudly.", ", at a high volume."]}[
+                scene.level
+            ],
+        )
     return cap(s)
 
 
 def speech_caption(scene: Scene, rng: np.random.Generator) -> str:
     e = scene.events[0]
     who, said = e.meta.get("speaker", "person"), e.meta.get("text", "")
-    s = pick(rng, [f'A {who} says "{said}".', f'A {who} speaks: "{said}".', f'The {who} clearly says "{said}".',
-                 f'Someone, a {who}, says "{said}".', f'A {who}\'s voice saying "{said}".'])
+    s = pick(
+        rng,
+        [
+            f'A {who} says "{said}".',
+            f'A {who} speaks: "{said}".',
+            f'The {who} clearly says "{said}".',
+            f'Someone, a {who}, says "{said}".',
+            f'A {who}\'s voice saying "{said}".',
+        ],
+    )
     if scene.background is not None:
         s = pick(rng, BG).format(S=s.rstrip("."), X=event_phrase(scene.background, rng)) + "."
     return s
@@ -133,8 +204,13 @@ def label_description(label: str, category: str, descriptions: list[str], rng: n
     catalogue's own one-line descriptions)."""
     d = pick(rng, descriptions) if descriptions else article(label)
     cat = "" if category in ("", "musical instrument") else category
-    options = [cap(d) + ".", f"The sound of {article(label)}.", f"A recording of {d}.",
-               f"This is the sound of {d}.", cap(f"{d}, a typical {label} sound.")]
+    options = [
+        cap(d) + ".",
+        f"The sound of {article(label)}.",
+        f"A recording of {d}.",
+        f"This is the sound of {d}.",
+        cap(f"{d}, a typical {label} sound."),
+    ]
     if cat:
         options.append(f"{cap(article(cat))} sound: {d}.")
     if category == "musical instrument":
@@ -147,11 +223,22 @@ def llm_description(label: str, category: str, endpoint: str | None = None, time
     endpoint = endpoint or os.environ.get("MATS_LLM_ENDPOINT")
     if not endpoint:
         return None
-    body = {"model": os.environ.get("MATS_LLM_MODEL", "default"), "temperature": 0.7,
-            "messages": [{"role": "user", "content": f"Describe in one sentence what the sound of '{label}' "
-                          f"({category}) is like, as an audio caption."}]}
-    req = urllib.request.Request(endpoint.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    body = {
+        "model": os.environ.get("MATS_LLM_MODEL", "default"),
+        "temperature": 0.7,
+        "messages": [
+            {
+                "role": "user",
+                "content": f"Describe in one sentence what the sound of '{label}' "
+                f"({category}) is like, as an audio caption.",
+            }
+        ],
+    }
+    req = urllib.request.Request(
+        endpoint.rstrip("/") + "/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (user-configured endpoint)
         return json.loads(resp.read())["choices"][0]["message"]["content"].strip()
 
@@ -170,59 +257,143 @@ def qa_items(scene: Scene, vocab: dict[str, list[str]], rng: np.random.Generator
     # presence yes/no
     e = pick(rng, fg)
     if e.kind != "speech":
-        out.append({"question": pick(rng, [f"Is there {article(e.label)} in the recording?", f"Can you hear {article(e.label)}?",
-                                         f"Does the audio contain {article(e.label)} sound?"]),
-                    "answer": "yes", "answer_type": "yes_no", "choices_from": None})
-    same_cat = [lab for lab in vocab.get(e.category, []) if lab not in present] or [lab for lab in all_labels if lab not in present]
+        out.append(
+            {
+                "question": pick(
+                    rng,
+                    [
+                        f"Is there {article(e.label)} in the recording?",
+                        f"Can you hear {article(e.label)}?",
+                        f"Does the audio contain {article(e.label)} sound?",
+                    ],
+                ),
+                "answer": "yes",
+                "answer_type": "yes_no",
+                "choices_from": None,
+            }
+        )
+    same_cat = [lab for lab in vocab.get(e.category, []) if lab not in present] or [
+        lab for lab in all_labels if lab not in present
+    ]
     if same_cat:
         absent = pick(rng, same_cat)
-        out.append({"question": pick(rng, [f"Is there {article(absent)} in the recording?", f"Can you hear {article(absent)}?"]),
-                    "answer": "no", "answer_type": "yes_no", "choices_from": None})
+        out.append(
+            {
+                "question": pick(
+                    rng, [f"Is there {article(absent)} in the recording?", f"Can you hear {article(absent)}?"]
+                ),
+                "answer": "no",
+                "answer_type": "yes_no",
+                "choices_from": None,
+            }
+        )
     # is someone speaking
     speaking = scene.kind == "speech"
-    out.append({"question": pick(rng, ["Is someone speaking?", "Is there a human voice speaking?", "Does anyone talk in this clip?"]),
-                "answer": "yes" if speaking else "no", "answer_type": "yes_no", "choices_from": None})
+    out.append(
+        {
+            "question": pick(
+                rng, ["Is someone speaking?", "Is there a human voice speaking?", "Does anyone talk in this clip?"]
+            ),
+            "answer": "yes" if speaking else "no",
+            "answer_type": "yes_no",
+            "choices_from": None,
+        }
+    )
     if scene.kind == "speech":
         said = fg[0].meta.get("text", "")
-        out.append({"question": pick(rng, ["Which word is said?", "What does the speaker say?", "What words are spoken?"]),
-                    "answer": said, "answer_type": "open", "choices_from": "speech_text"})
-        out.append({"question": "Is the speaker a man or a woman?", "answer": fg[0].meta.get("speaker", "man"),
-                    "answer_type": "open", "choices_from": ["man", "woman"]})
+        out.append(
+            {
+                "question": pick(rng, ["Which word is said?", "What does the speaker say?", "What words are spoken?"]),
+                "answer": said,
+                "answer_type": "open",
+                "choices_from": "speech_text",
+            }
+        )
+        out.append(
+            {
+                "question": "Is the speaker a man or a woman?",
+                "answer": fg[0].meta.get("speaker", "man"),
+                "answer_type": "open",
+                "choices_from": ["man", "woman"],
+            }
+        )
     # which came first
     if scene.kind == "sound" and len(fg) >= 2 and fg[1].onset - fg[0].onset > 0.5:
         a, b = fg[0].label, fg[1].label
         pair = [a, b] if rng.random() < 0.5 else [b, a]
-        out.append({"question": f"Which sound comes first, the {pair[0]} or the {pair[1]}?", "answer": a,
-                    "answer_type": "open", "choices_from": [a, b]})
+        out.append(
+            {
+                "question": f"Which sound comes first, the {pair[0]} or the {pair[1]}?",
+                "answer": a,
+                "answer_type": "open",
+                "choices_from": [a, b],
+            }
+        )
     # how many sources
     if scene.kind in ("sound", "music"):
         n = len(fg)
         what = "instruments are playing" if scene.kind == "music" else "distinct sound events are there"
-        out.append({"question": f"How many {what}" + ("" if scene.background is None or scene.kind == "music"
-                                                       else ", not counting the background") + "?",
-                    "answer": NUMBERS[n], "answer_type": "open", "choices_from": NUMBERS[1:5]})
+        out.append(
+            {
+                "question": f"How many {what}"
+                + ("" if scene.background is None or scene.kind == "music" else ", not counting the background")
+                + "?",
+                "answer": NUMBERS[n],
+                "answer_type": "open",
+                "choices_from": NUMBERS[1:5],
+            }
+        )
     # what animal / instrument / vehicle
     for ev in fg:
         if ev.category in QUESTION_CATS:
             noun = QUESTION_CATS[ev.category]
             others = [x.label for x in fg if x.category == ev.category]
             if len(others) == 1:
-                out.append({"question": pick(rng, [f"What {noun} can be heard?", f"Which {noun} is making the sound?",
-                                                  f"What kind of {noun} is in the recording?"]),
-                            "answer": ev.label, "answer_type": "open", "choices_from": ev.category})
+                out.append(
+                    {
+                        "question": pick(
+                            rng,
+                            [
+                                f"What {noun} can be heard?",
+                                f"Which {noun} is making the sound?",
+                                f"What kind of {noun} is in the recording?",
+                            ],
+                        ),
+                        "answer": ev.label,
+                        "answer_type": "open",
+                        "choices_from": ev.category,
+                    }
+                )
             break
     # loud or quiet
     if scene.level in ("loud", "quiet"):
-        out.append({"question": pick(rng, ["Is the sound loud or quiet?", "Is this recording loud or soft?"]),
-                    "answer": scene.level, "answer_type": "open", "choices_from": ["loud", "quiet"]})
+        out.append(
+            {
+                "question": pick(rng, ["Is the sound loud or quiet?", "Is this recording loud or soft?"]),
+                "answer": scene.level,
+                "answer_type": "open",
+                "choices_from": ["loud", "quiet"],
+            }
+        )
     # fast or slow
     if scene.kind == "music" and fg[0].meta.get("tempo") in ("slow", "fast"):
-        out.append({"question": pick(rng, ["Is the music fast or slow?", "Is the tempo fast or slow?"]),
-                    "answer": fg[0].meta["tempo"], "answer_type": "open", "choices_from": ["fast", "slow"]})
+        out.append(
+            {
+                "question": pick(rng, ["Is the music fast or slow?", "Is the tempo fast or slow?"]),
+                "answer": fg[0].meta["tempo"],
+                "answer_type": "open",
+                "choices_from": ["fast", "slow"],
+            }
+        )
     if scene.kind == "speech" and fg[0].meta.get("rate") in ("slow", "fast"):
-        out.append({"question": "Does the person speak fast or slowly?",
-                    "answer": "fast" if fg[0].meta["rate"] == "fast" else "slowly",
-                    "answer_type": "open", "choices_from": ["fast", "slowly"]})
+        out.append(
+            {
+                "question": "Does the person speak fast or slowly?",
+                "answer": "fast" if fg[0].meta["rate"] == "fast" else "slowly",
+                "answer_type": "open",
+                "choices_from": ["fast", "slowly"],
+            }
+        )
     return out
 
 

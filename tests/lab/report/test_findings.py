@@ -6,18 +6,20 @@ from mats_lab.report.stats import Stat
 from mats_lab.report.tables import Cell
 
 CAP, CLS = "soundworld-sound-caption", "soundworld-sound-cls"
-PAPER = PaperSpec("AudioCaps CIDEr", {"full": 0.735, "no_kmeans": 0.703, "noise_only": 0.698,
-                                      "memory_only": 0.343, "no_noise": 0.384})
+PAPER = PaperSpec(
+    "AudioCaps CIDEr", {"full": 0.735, "no_kmeans": 0.703, "noise_only": 0.698, "memory_only": 0.343, "no_noise": 0.384}
+)
 
 
 def _cells(**by_variant):
-    return {k: {b: Cell(Stat(v), [], task, metric) for b, (task, metric, v) in benches.items()}
-            for k, benches in by_variant.items()}
+    return {
+        k: {b: Cell(Stat(v), [], task, metric) for b, (task, metric, v) in benches.items()}
+        for k, benches in by_variant.items()
+    }
 
 
 def _bench(caption_values, cls_values):
-    return {CAP: ("sound_caption", "CIDEr-D", caption_values),
-            CLS: ("classification", "accuracy", cls_values)}
+    return {CAP: ("sound_caption", "CIDEr-D", caption_values), CLS: ("classification", "accuracy", cls_values)}
 
 
 ABLATION = _cells(
@@ -27,8 +29,12 @@ ABLATION = _cells(
     memory_only=_bench([0.1, 0.1, 0.1], [0.7, 0.7, 0.7]),  # worse on captions, better on cls
     no_noise=_bench([0.49], [0.59]),  # no collapse
 )
-TABLE = {CLS: {"text": {"accuracy": Cell(Stat([0.6]), [], "classification", "accuracy")},
-               "audio": {"accuracy": Cell(Stat([0.62]), [], "classification", "accuracy")}}}
+TABLE = {
+    CLS: {
+        "text": {"accuracy": Cell(Stat([0.6]), [], "classification", "accuracy")},
+        "audio": {"accuracy": Cell(Stat([0.62]), [], "classification", "accuracy")},
+    }
+}
 
 
 def test_findings_are_computed_from_the_numbers():

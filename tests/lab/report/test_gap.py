@@ -110,8 +110,9 @@ def test_compute_gap_on_a_model_and_plot(trained_tiny, tmp_path):
     rows.append({"audio": str(tmp_path / "0.wav"), "question": "q", "answer": "a"})  # no pair: skipped
     gap = compute_gap(pipe, rows, seed=0)
     assert gap["n"] == 4 and set(gap["numbers"]) == {"CLAP", "CLAP + noise", "memory only", "Santa"}
-    direct = modality_gap(pipe.embed_audio([r["audio"] for r in rows[:4]]),
-                          pipe.encoder.embed_text([r["captions"][0] for r in rows[:4]]))
+    direct = modality_gap(
+        pipe.embed_audio([r["audio"] for r in rows[:4]]), pipe.encoder.embed_text([r["captions"][0] for r in rows[:4]])
+    )
     assert gap["numbers"]["CLAP"]["centroid_distance"] == pytest.approx(direct["centroid_distance"], abs=1e-5)
     assert gap["numbers"]["CLAP"]["paired_cosine"] == pytest.approx(direct["paired_cosine"], abs=1e-5)
     png = plot_gap(gap, tmp_path / "fig" / "gap.png")

@@ -15,18 +15,30 @@ from mats_lab.report.stats import VERDICTS
 
 MISSING = [t for t in ("apt-get", "dpkg-deb", "fluidsynth", "espeak-ng") if shutil.which(t) is None]
 PNG = b"\x89PNG\r\n\x1a\n"
-PAPER = PaperSpec("AudioCaps CIDEr", {"full": 0.735, "no_kmeans": 0.703, "noise_only": 0.698,
-                                      "memory_only": 0.343, "no_noise": 0.384})
+PAPER = PaperSpec(
+    "AudioCaps CIDEr", {"full": 0.735, "no_kmeans": 0.703, "noise_only": 0.698, "memory_only": 0.343, "no_noise": 0.384}
+)
 
 
 def _fake_caption_metrics(predictions, references, spice_jars=None):
     """Java-free stand-in for pycocoevalcap (seconds per call): word overlap with the references."""
-    overlap = [len(set(p.lower().split()) & {w for r in refs for w in r.lower().split()})
-               / max(1, len(p.split())) for p, refs in zip(predictions, references)]
+    overlap = [
+        len(set(p.lower().split()) & {w for r in refs for w in r.lower().split()}) / max(1, len(p.split()))
+        for p, refs in zip(predictions, references)
+    ]
     score = sum(overlap) / len(overlap)
     out = {f"BLEU-{k}": score / k for k in range(1, 5)}
-    out.update({"METEOR": score / 2, "ROUGE-L": score, "CIDEr-D": 2 * score, "SPICE": None,
-                "SPIDEr": None, "unavailable": ["SPICE", "SPIDEr"], "n": len(predictions)})
+    out.update(
+        {
+            "METEOR": score / 2,
+            "ROUGE-L": score,
+            "CIDEr-D": 2 * score,
+            "SPICE": None,
+            "SPIDEr": None,
+            "unavailable": ["SPICE", "SPIDEr"],
+            "n": len(predictions),
+        }
+    )
     return out
 
 
@@ -41,11 +53,16 @@ def built(trained_tiny, tmp_path_factory):
     seed1 = root / "seed1"
     shutil.copytree(trained_tiny, seed1)  # same weights: same cache entries, a second "seed"
     spec = ReportSpec(
-        models=ModelsSpec(text=[str(trained_tiny), str(seed1)], audio=[str(seed1)],
-                          no_noise=[str(trained_tiny)], sigma={0.015: [str(trained_tiny)]}),
-        data=str(root / "sw"), out=str(root / "out"), limit=2,
-        sweeps=SweepSpec(benches=["soundworld-sound-cls"], lam=[0.0, 1.0], tau=[0.1, 1.0],
-                         top_l=[1, 4], k=[2, 3]),
+        models=ModelsSpec(
+            text=[str(trained_tiny), str(seed1)],
+            audio=[str(seed1)],
+            no_noise=[str(trained_tiny)],
+            sigma={0.015: [str(trained_tiny)]},
+        ),
+        data=str(root / "sw"),
+        out=str(root / "out"),
+        limit=2,
+        sweeps=SweepSpec(benches=["soundworld-sound-cls"], lam=[0.0, 1.0], tau=[0.1, 1.0], top_l=[1, 4], k=[2, 3]),
         gap=GapSpec(benches=["soundworld-sound-caption", "soundworld-sound-cls"], limit=3),
         rows=RowsSpec(clap="Z-CLAP", text="T-model (text-only)", audio="A-model (audio)"),
         paper=PAPER,
@@ -60,12 +77,28 @@ def built(trained_tiny, tmp_path_factory):
 def test_report_writes_every_table_figure_and_finding(built):
     spec, evals, readme, _ = built
     text = readme.read_text()
-    for heading in ("## Findings", "## Table 1", "## Table 2", "## Table 8", "## Sweeps",
-                    "### lambda", "### tau", "### L", "### K", "### sigma (training)",
-                    "## The modality gap", "## Setup"):
+    for heading in (
+        "## Findings",
+        "## Table 1",
+        "## Table 2",
+        "## Table 8",
+        "## Sweeps",
+        "### lambda",
+        "### tau",
+        "### L",
+        "### K",
+        "### sigma (training)",
+        "## The modality gap",
+        "## Setup",
+    ):
         assert heading in text, heading
-    for claim in ("Santa > noise only", "Santa > memory only", "training without noise collapses",
-                  "memory only collapses", "text-only ≈ audio-supervised"):
+    for claim in (
+        "Santa > noise only",
+        "Santa > memory only",
+        "training without noise collapses",
+        "memory only collapses",
+        "text-only ≈ audio-supervised",
+    ):
         line = next(ln for ln in text.splitlines() if ln.startswith(f"- **{claim}:"))
         assert any(f": {v}.**" in line for v in VERDICTS), line
     for name in ("gap.png", "sweeps.png", "ablation.png"):
@@ -94,8 +127,7 @@ def test_a_cell_is_recomputed_by_the_mats_eval_path(built):
     from mats.evaluate.runner import evaluate
 
     spec, evals, readme, _ = built
-    job = next(j for j in evals.wanted
-               if j.bench == "soundworld-sound-cls" and j.ov == {"mode": "memory_only"})
+    job = next(j for j in evals.wanted if j.bench == "soundworld-sound-cls" and j.ov == {"mode": "memory_only"})
     assert evals.command(job) in readme.read_text()
     # What `mats eval --model M --bench B --limit 2 --santa mode=memory_only --json` runs:
     model = apply_overrides(api.load(job.model), parse_overrides(["mode=memory_only"]))
@@ -134,9 +166,13 @@ def test_interrupted_run_redoes_only_what_is_missing(built):
 def test_ablation_models_replace_the_text_models_in_table_8(built, tmp_path):
     spec, _, _, _ = built
     other = spec.models.audio[0]  # any model other than text[0]; same weights, so cached
-    spec2 = dataclasses.replace(spec, out=str(tmp_path / "out"), cache=str(spec.cache_dir),
-                                paper=PaperSpec(),
-                                models=dataclasses.replace(spec.models, ablation=[other]))
+    spec2 = dataclasses.replace(
+        spec,
+        out=str(tmp_path / "out"),
+        cache=str(spec.cache_dir),
+        paper=PaperSpec(),
+        models=dataclasses.replace(spec.models, ablation=[other]),
+    )
     again = Evaluations(spec2, progress=False)
     text = build(again).read_text()
     santa_models = {j.model for j in again.wanted if j.ov.get("mode") in {"no_kmeans", "memory_only"}}

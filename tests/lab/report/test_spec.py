@@ -13,18 +13,23 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_spec_is_checked(tmp_path):
     path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump({"models": {"text": "runs/a", "sigma": {0.015: "runs/a"}},
-                                    "limit": {"default": 5, "soundworld-mcq": 2}}))
+    path.write_text(
+        yaml.safe_dump(
+            {"models": {"text": "runs/a", "sigma": {0.015: "runs/a"}}, "limit": {"default": 5, "soundworld-mcq": 2}}
+        )
+    )
     spec = load_spec(path, out=tmp_path / "o")
     assert spec.models.text == ["runs/a"] and spec.models.sigma == {0.015: ["runs/a"]}
     assert spec.limit_for("soundworld-mcq") == 2 and spec.limit_for("soundworld-aqa-open") == 5
     assert spec.out == str(tmp_path / "o") and spec.cache_dir == tmp_path / "o" / "cache"
     assert spec.paper.table8 == {}  # no paper figures unless the spec gives them
-    for bad, message in (({"models": {"text": []}}, "at least one"),
-                         ({"models": {"text": "a"}, "limt": 3}, "limt"),
-                         ({"models": {"text": "a"}, "limit": 0}, "limit"),
-                         ({"models": {"text": "a"}, "paper": {"table8": {"full": 0.7}}}, "table8"),
-                         ({"models": {"text": "a"}, "rows": {"txt": "x"}}, "txt")):
+    for bad, message in (
+        ({"models": {"text": []}}, "at least one"),
+        ({"models": {"text": "a"}, "limt": 3}, "limt"),
+        ({"models": {"text": "a"}, "limit": 0}, "limit"),
+        ({"models": {"text": "a"}, "paper": {"table8": {"full": 0.7}}}, "table8"),
+        ({"models": {"text": "a"}, "rows": {"txt": "x"}}, "txt"),
+    ):
         path.write_text(yaml.safe_dump(bad))
         with pytest.raises(ReportError, match=message):
             load_spec(path)

@@ -23,5 +23,8 @@ def test_comparison_rules():
     assert on_par(Stat([0.55]), Stat([0.6]), 0.1) is True
     assert on_par(Stat([0.5]), Stat([0.6]), 0.1) is False
     assert [verdict(c) for c in ([True, True], [True, False], [False, None])] == [
-        "reproduces", "partly", "does not reproduce"]
+        "reproduces",
+        "partly",
+        "does not reproduce",
+    ]
     assert verdict([None]).startswith("not run")

@@ -22,7 +22,8 @@ from mats_lab.soundworld.splits import CLAP, HELDOUT
 
 MISSING = [t for t in ("apt-get", "dpkg-deb", "fluidsynth", "espeak-ng") if shutil.which(t) is None]
 pytestmark = pytest.mark.skipif(
-    bool(MISSING), reason=f"SoundWorld needs Debian tools {MISSING} (run scripts/install_system_deps.sh)")
+    bool(MISSING), reason=f"SoundWorld needs Debian tools {MISSING} (run scripts/install_system_deps.sh)"
+)
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +83,9 @@ def test_every_recording_in_exactly_one_split(builds):
 def test_splits_disjoint_in_outputs(builds):
     a, *_ = builds
     split = {k: v["split"] for k, v in _manifest(a).items()}
-    clap_rows = list(records.read_jsonl(a / "clap" / "train.jsonl")) + list(records.read_jsonl(a / "clap" / "val.jsonl"))
+    clap_rows = list(records.read_jsonl(a / "clap" / "train.jsonl")) + list(
+        records.read_jsonl(a / "clap" / "val.jsonl")
+    )
     assert clap_rows
     for row in clap_rows:
         assert row["sources"] and all(split[s] == CLAP for s in row["sources"]), row
@@ -139,8 +142,9 @@ def test_captions_name_what_is_mixed(builds):
     a, *_ = builds
     man = _manifest(a)
     rows = list(records.read_jsonl(a / "clap" / "train.jsonl"))
-    for row in rows + [dict(r, caption=c) for r in records.read_jsonl(a / "bench" / "sound_caption.jsonl")
-                       for c in r["captions"]]:
+    for row in rows + [
+        dict(r, caption=c) for r in records.read_jsonl(a / "bench" / "sound_caption.jsonl") for c in r["captions"]
+    ]:
         cap = row["caption"].lower()
         for sid in row["sources"]:
             rec = man[sid]
