@@ -4,11 +4,12 @@
 #   fluid-soundfont-gm  the sampled General MIDI instruments (FluidR3_GM.sf2)
 #   espeak-ng           synthesised speech (several voices)
 #   sox                 listen-through statistics (scripts/soundworld_check.py)
+#   chromium            the headless browser the web page's test drives (tests/serve)
 # The sound-effect collections are not installed: the build fetches them with
 # `apt-get download` + `dpkg-deb -x` into its own cache.
 # Idempotent: does nothing when every package is already installed.
 set -e
-PKGS="fluidsynth fluid-soundfont-gm espeak-ng sox"
+PKGS="fluidsynth fluid-soundfont-gm espeak-ng sox chromium"
 MISSING=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || MISSING="$MISSING $p"

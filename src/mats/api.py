@@ -2,6 +2,11 @@
 
 Each verb takes one audio item or a list of them. An item is a path, or a tuple
 `(array, sample_rate)`. One item gives one result; a list gives a list.
+
+A bad item (unreadable, empty, samples so large that the embedding overflows) raises AudioError
+naming it. In a list, the other items are still answered: the verb then raises BatchError, whose
+`results` hold every item's result in order (None where it failed) and `errors` the failed items'
+messages by index, so a batch never loses its good results.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from typing import Any
 
 import torch
 
+from mats.audio import AudioError, describe
+from mats.config import check_beams
 from mats.data.instructions import CAPTION_INSTRUCTION, CLASSIFY_INSTRUCTION
 from mats.data.records import mcq_prompt
 from mats.model import MATS, ModelError
@@ -27,6 +34,50 @@ def _is_batch(audio: Any) -> bool:
 
 def _as_list(audio: Any) -> list:
     return list(audio) if _is_batch(audio) else [audio]
+
+
+class BatchError(Exception):
+    """Some items of a batch failed. `results`: every item's result in order, None where it
+    failed; `errors`: {index of a failed item: its one-line message "<item>: <reason>"}."""
+
+    def __init__(self, results: list, errors: dict[int, str]) -> None:
+        self.results, self.errors = results, errors
+        first = errors[min(errors)]
+        super().__init__(f"{len(errors)} of {len(results)} audio item(s) failed; first: {first}")
+
+
+def _finish(results: list, batch: bool):
+    """Per-item results (a result or an AudioError each) -> what a verb returns or raises."""
+    errors = {i: str(r) for i, r in enumerate(results) if isinstance(r, Exception)}
+    if not batch:
+        if errors:
+            raise results[0]
+        return results[0]
+    if errors:
+        raise BatchError([None if isinstance(r, Exception) else r for r in results], errors)
+    return results
+
+
+def check_candidates(values: Sequence[str], what: str) -> list[str]:
+    """Non-empty, stripped, distinct candidates (labels or choices): at least two, else ValueError."""
+    if isinstance(values, str):
+        raise ValueError(f"{what} must be a list of strings, not one string")
+    out = [str(x).strip() for x in values if str(x).strip()]
+    if len(out) < 2:
+        raise ValueError(f"need at least two non-empty {what}, got {len(out)}: {list(values)!r}")
+    if len(set(out)) != len(out):
+        dup = sorted({x for x in out if out.count(x) > 1})
+        raise ValueError(f"{what} must be distinct; repeated: {', '.join(dup)}")
+    return out
+
+
+def _check_gen(gen: dict) -> None:
+    """Generation options checked before any work: a beam width of 1..MAX_BEAMS."""
+    if gen.get("num_beams") is not None:
+        check_beams(gen["num_beams"], "num_beams")
+    tokens = gen.get("max_new_tokens")
+    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1):
+        raise ValueError(f"max_new_tokens must be a whole number >= 1, got {tokens!r}")
 
 
 def _broadcast(value: Any, n: int, what: str) -> list:
@@ -53,67 +104,106 @@ class Pipeline:
     # ------------------------------------------------------------- embeddings
 
     def embed_audio(self, items: Sequence, progress: bool = False) -> torch.Tensor:
-        """Raw CLAP audio embeddings (B, D), deterministic windows, mean-pooled if configured."""
+        """Raw CLAP audio embeddings (B, D), deterministic windows, mean-pooled if configured.
+        An item whose embedding is not finite (samples far outside [-1, 1]) raises AudioError."""
         from mats.encoders import embed_audio_items
 
-        return embed_audio_items(
+        items = list(items)
+        z = embed_audio_items(
             self.encoder,
-            list(items),
+            items,
             self.model.cfg.audio,
             batch_size=self.model.cfg.generation.batch_size,
             progress=progress,
-        )
+        )  # (B, D)
+        finite = torch.isfinite(z).all(dim=1)  # (B,)
+        if not bool(finite.all()):
+            bad = items[int((~finite).nonzero()[0])]
+            raise AudioError(
+                f"{describe(bad)}: its audio embedding overflowed (not finite); are the samples scaled to [-1, 1]?"
+            )
+        return z
 
-    def _generate(self, items: list, instructions: list[str], **gen) -> list[str]:
+    def _embed_each(self, items: list) -> list:
+        """Each item's embedding (D,) or its AudioError. The batch is embedded at once; only when
+        it fails are the items embedded one by one, to find the bad ones and keep the rest."""
+        try:
+            return list(self.embed_audio(items))
+        except AudioError:
+            out: list = []
+            for item in items:
+                try:
+                    out.append(self.embed_audio([item])[0])
+                except AudioError as err:
+                    out.append(err)
+            return out
+
+    def _generate(self, items: list, instructions: list[str], **gen) -> list:
+        """Each item's generated text, or its AudioError."""
         bs = self.model.cfg.generation.batch_size
-        out: list[str] = []
+        out: list = []
         for i in range(0, len(items), bs):
-            z = self.embed_audio(items[i : i + bs])  # (b, D)
-            out += self.model.generate(self.model.project_audio(z), instructions[i : i + bs], **gen)
+            rows = self._embed_each(items[i : i + bs])
+            good = [j for j, r in enumerate(rows) if not isinstance(r, AudioError)]
+            if good:
+                z = torch.stack([rows[j] for j in good])  # (g, D)
+                texts = self.model.generate(self.model.project_audio(z), [instructions[i + j] for j in good], **gen)
+                for j, text in zip(good, texts):
+                    rows[j] = text
+            out += rows
         return out
 
     # ------------------------------------------------------------- verbs
 
     def ask(self, audio, question, **gen):
+        _check_gen(gen)
         items = _as_list(audio)
         answers = self._generate(items, _broadcast(question, len(items), "questions"), **gen)
-        return answers if _is_batch(audio) else answers[0]
+        return _finish(answers, _is_batch(audio))
 
     def caption(self, audio, instruction: str = CAPTION_INSTRUCTION, **gen):
+        _check_gen(gen)
         items = _as_list(audio)
         caps = self._generate(items, [instruction] * len(items), **gen)
-        return caps if _is_batch(audio) else caps[0]
+        return _finish(caps, _is_batch(audio))
 
     def classify(self, audio, labels: Sequence[str], instruction: str = CLASSIFY_INSTRUCTION, **gen):
         """Generate, then match the text against the labels with the text encoder (paper §4.2)."""
         from mats.matching import match_to_candidates
 
-        labels = [str(x).strip() for x in labels if str(x).strip()]
-        if len(labels) < 2:
-            raise ValueError("classify needs at least two labels")
+        labels = check_candidates(labels, "labels")
+        _check_gen(gen)
         items = _as_list(audio)
         preds = self._generate(items, [instruction] * len(items), **gen)
-        matches = match_to_candidates(preds, labels, self.encoder.embed_text)
-        out = [
-            {"label": labels[best], "scores": dict(zip(labels, scores)), "text": pred}
-            for pred, (best, scores) in zip(preds, matches)
-        ]
-        return out if _is_batch(audio) else out[0]
+        good = [i for i, p in enumerate(preds) if not isinstance(p, AudioError)]
+        matches = match_to_candidates([preds[i] for i in good], labels, self.encoder.embed_text) if good else []
+        out = list(preds)
+        for i, (best, scores) in zip(good, matches):
+            out[i] = {"label": labels[best], "scores": dict(zip(labels, scores)), "text": preds[i]}
+        return _finish(out, _is_batch(audio))
 
     def choose(self, audio, question, choices, **gen):
         """MMAU-style multiple choice; the generated answer is mapped to one of the choices."""
         from mats.matching import match_to_candidates
 
+        _check_gen(gen)
+        if isinstance(choices, str) or not choices or isinstance(choices[0], str):
+            choices = check_candidates(choices, "choices")  # one list for every item
         items = _as_list(audio)
         questions = _broadcast(question, len(items), "questions")
-        choice_lists = [list(c) for c in _broadcast(choices, len(items), "choices")]
-        if any(len(c) < 2 for c in choice_lists):
-            raise ValueError("choose needs at least two choices")
+        choice_lists = [check_candidates(c, "choices") for c in _broadcast(choices, len(items), "choices")]
         prompts = [mcq_prompt(q, c) for q, c in zip(questions, choice_lists)]
         preds = self._generate(items, prompts, **gen)
-        matches = match_to_candidates(preds, choice_lists, self.encoder.embed_text)
-        out = [c[best] for c, (best, _) in zip(choice_lists, matches)]
-        return out if _is_batch(audio) else out[0]
+        good = [i for i, p in enumerate(preds) if not isinstance(p, AudioError)]
+        matches = (
+            match_to_candidates([preds[i] for i in good], [choice_lists[i] for i in good], self.encoder.embed_text)
+            if good
+            else []
+        )
+        out = list(preds)
+        for i, (best, _) in zip(good, matches):
+            out[i] = choice_lists[i][best]
+        return _finish(out, _is_batch(audio))
 
 
 def resolve_model_path(name_or_path: str | Path | None) -> Path:

@@ -11,10 +11,17 @@ MAX_CHANNELS entries. Channels are averaged to mono.
 
 Nothing here is random: the same input always gives the same windows, bit for bit (the official
 MATS code random-cropped at inference, so its embeddings changed from call to call).
+
+Files longer than LONG_FILE_SECONDS are read window by window (soundfile seeks; each window is
+resampled with a margin of context), so memory does not grow with the file's length. Only regular
+files are read (a FIFO would block forever); a WAV whose data chunk is shorter than its header
+says decodes as far as it goes, with a warning on stderr.
 """
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,11 @@ from mats.config import AudioConfig
 MAX_CHANNELS = 8  # an array axis this short (or shorter) can be a channel axis
 RESAMPLE_QUALITY = "VHQ"  # soxr's very-high-quality filter; deterministic
 ARRAY_NAME = "<array>"  # how in-memory audio is named in error messages
+LONG_FILE_SECONDS = 60.0  # longer files are read window by window, not whole
+# Beyond any PCM scale (int32 as float is 2.1e9): such samples are not audio, and they overflow
+# the encoder's float32 maths (1e30 gave an all-NaN embedding and an empty caption).
+MAX_ABS_SAMPLE = 1e10
+MARGIN_SECONDS = 0.25  # context read around each window of a long file, for the resampler
 
 
 class AudioError(Exception):
@@ -63,11 +75,21 @@ def load_audio(item: AudioItem, sample_rate: int) -> np.ndarray:
     if not np.isfinite(frames).all():
         raise AudioError(f"{name}: audio contains NaN or infinite samples")
 
+    return _mono_at(frames, source_rate, sample_rate, name)
+
+
+def _mono_at(frames: np.ndarray, source_rate: int, sample_rate: int, name: str) -> np.ndarray:
+    """(N, C) frames -> (N',) float32 mono at `sample_rate`; non-finite results are an error."""
     mono = frames.mean(axis=1, dtype=np.float64).astype(np.float32)  # (N,) average of channels
     if source_rate != sample_rate:
         mono = soxr.resample(mono, source_rate, sample_rate, quality=RESAMPLE_QUALITY)  # (N',)
         if mono.shape[0] == 0:
             raise AudioError(f"{name}: audio is too short to resample from {source_rate} to {sample_rate} Hz")
+    if not np.isfinite(mono).all():  # finite but huge samples (1e38) overflow float32 here
+        raise AudioError(f"{name}: samples overflow (not finite after down-mix/resampling); scale them to [-1, 1]")
+    peak = float(np.abs(mono).max()) if mono.size else 0.0
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioError(f"{name}: samples reach {peak:.3g}, far outside [-1, 1]; scale them to [-1, 1]")
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
@@ -80,18 +102,49 @@ def _as_rate(rate: Any) -> int | None:
     return int(rate)
 
 
-def _read_file(path: Path) -> tuple[np.ndarray, int]:
-    """soundfile decode -> ((N, C) float32, sample rate), with its errors translated."""
+_SNDFILE_ERRORS = (sf.SoundFileError, RuntimeError, ValueError, TypeError, OSError)
+
+
+def _unreadable(path: Path, err: Exception) -> AudioError:
+    # LibsndfileError carries libsndfile's own reason ("Format not recognised.") without the path
+    reason = getattr(err, "error_string", None) or str(err) or type(err).__name__
+    return AudioError(f"{path}: not a readable audio file ({reason.rstrip('.')})")
+
+
+def _probe(path: Path) -> sf._SoundFileInfo:
+    """soundfile's header info of a regular file; warns on stderr when the data is truncated."""
     if not path.exists():
         raise AudioError(f"{path}: file not found")
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file")
+    if not path.is_file():  # a FIFO, socket or device: opening it could block forever
+        raise AudioError(f"{path}: not a regular file")
+    try:
+        info = sf.info(str(path))
+    except _SNDFILE_ERRORS as err:
+        raise _unreadable(path, err) from None
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise AudioError(
+            f"{path}: not a readable audio file (header gives {info.samplerate} Hz, {info.channels} channels)"
+        )
+    # libsndfile's log of a WAV/AIFF whose data chunk is cut short: "data : 32000 (should be 15978)"
+    short = re.search(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info or "")
+    if short:
+        print(
+            f"warning: {path}: truncated (data chunk of {short.group(2)} bytes, header says {short.group(1)}); "
+            "decoding what is there",
+            file=sys.stderr,
+        )
+    return info
+
+
+def _read_file(path: Path) -> tuple[np.ndarray, int]:
+    """soundfile decode -> ((N, C) float32, sample rate), with its errors translated."""
+    _probe(path)
     try:
         frames, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, C)
-    except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as err:
-        # LibsndfileError carries libsndfile's own reason ("Format not recognised.") without the path
-        reason = getattr(err, "error_string", None) or str(err) or type(err).__name__
-        raise AudioError(f"{path}: not a readable audio file ({reason.rstrip('.')})") from None
+    except _SNDFILE_ERRORS as err:
+        raise _unreadable(path, err) from None
     return frames, int(rate)
 
 
@@ -161,13 +214,17 @@ def to_windows(wave: np.ndarray, sample_rate: int, cfg: AudioConfig) -> np.ndarr
         repeats = -(-n // length)  # ceil(n / length)
         return np.tile(wave, repeats)[:n][None, :].copy()  # (1, n)
 
+    return _take(wave, window_starts(length, n, cfg), n)  # (W, n)
+
+
+def window_starts(length: int, n: int, cfg: AudioConfig) -> list[int]:
+    """Where the windows of a clip of `length` > n samples start (see to_windows)."""
     if cfg.long_mode == "center_crop":
-        return _take(wave, [(length - n) // 2], n)  # (1, n)
+        return [(length - n) // 2]
     if cfg.long_mode != "mean_pool":
         raise AudioError(f"{ARRAY_NAME}: unknown long_mode {cfg.long_mode!r}")
     if cfg.max_windows < 1:
         raise AudioError(f"{ARRAY_NAME}: max_windows must be at least 1, got {cfg.max_windows}")
-
     starts = list(range(0, length - n + 1, n))
     if starts[-1] != length - n:
         starts.append(length - n)  # final n samples: covers the tail without padding
@@ -176,7 +233,7 @@ def to_windows(wave: np.ndarray, sample_rate: int, cfg: AudioConfig) -> np.ndarr
             starts = [(length - n) // 2]
         else:
             starts = np.round(np.linspace(0, length - n, cfg.max_windows)).astype(int).tolist()
-    return _take(wave, starts, n)  # (W, n)
+    return starts
 
 
 def _take(wave: np.ndarray, starts: list[int], n: int) -> np.ndarray:
@@ -185,9 +242,50 @@ def _take(wave: np.ndarray, starts: list[int], n: int) -> np.ndarray:
 
 def prepare_audio(item: AudioItem, sample_rate: int, cfg: AudioConfig) -> np.ndarray:
     """Load `item` and cut it into windows: (W, n) float32. Errors name the item."""
+    if isinstance(item, (str, Path)) and _as_rate(sample_rate) is not None:
+        info = _probe(Path(item))
+        if info.frames > LONG_FILE_SECONDS * info.samplerate:
+            return _windows_of_long_file(Path(item), info, int(sample_rate), cfg)
     wave = load_audio(item, sample_rate)
     try:
         return to_windows(wave, sample_rate, cfg)
     except AudioError as err:
         # to_windows only knows it has an array; put the item's own name on the message
         raise AudioError(str(err).replace(ARRAY_NAME, describe(item), 1)) from None
+
+
+def _windows_of_long_file(path: Path, info: Any, sample_rate: int, cfg: AudioConfig) -> np.ndarray:
+    """The windows to_windows would cut from the whole decoded file, read one at a time: (W, n).
+
+    Window starts are placed on the resampled length (soxr gives round(N * sr / src) samples);
+    each window is read with MARGIN_SECONDS of context on both sides, resampled, and trimmed, so
+    memory stays at a few windows whatever the file's length. At the model's own rate the windows
+    are the very samples a whole-file read gives."""
+    n = window_samples(sample_rate, cfg)
+    src = int(info.samplerate)
+    length = int(round(info.frames * sample_rate / src))  # resampled length of the whole file
+    ratio = src / sample_rate  # source frames per output sample
+    margin = int(MARGIN_SECONDS * src) if src != sample_rate else 0
+    step = src // np.gcd(src, sample_rate)  # source frames per whole number of output samples
+    out = []
+    try:
+        with sf.SoundFile(str(path)) as f:
+            for start in window_starts(length, n, cfg):
+                lo = max(0, int(np.floor(start * ratio)) - margin)  # source frames [lo, hi)
+                lo -= lo % step  # on the common grid: the chunk's samples fall on the whole file's
+                hi = min(info.frames, int(np.ceil((start + n) * ratio)) + margin)
+                f.seek(lo)
+                frames = f.read(hi - lo, dtype="float32", always_2d=True)  # (hi - lo, C)
+                if frames.shape[0] == 0:
+                    raise AudioError(f"{path}: no audio data at frame {lo} (truncated file?)")
+                if not np.isfinite(frames).all():
+                    raise AudioError(f"{path}: audio contains NaN or infinite samples")
+                mono = _mono_at(frames, src, sample_rate, str(path))  # (m,)
+                offset = start - lo * sample_rate // src  # the window's first sample within mono
+                window = mono[offset : offset + n]
+                if window.shape[0] < n:  # a truncated tail: repeat-pad as a short clip would be
+                    window = np.resize(window, n) if window.shape[0] else np.zeros(n, np.float32)
+                out.append(window)
+    except _SNDFILE_ERRORS as err:
+        raise _unreadable(path, err) from None
+    return np.stack(out).astype(np.float32)  # (W, n)

@@ -39,15 +39,60 @@ def _load(model: str | None):
     return load(model)
 
 
+# Arguments are checked here, before the model loads (seconds): a bad one fails at once.
+
+
+def _beams(beams: int) -> int:
+    from mats.config import check_beams
+
+    return check_beams(beams)
+
+
+def _candidates(text: str, sep: str, what: str) -> list[str]:
+    from mats.api import check_candidates
+
+    try:
+        return check_candidates(text.split(sep), what)
+    except ValueError as err:
+        raise ValueError(f'--{what}: {err} (give them as "a{sep}b{sep}c")') from None
+
+
+def _batch(run, audio: list[Path], as_json: bool, doc, line) -> None:
+    """Run a batch verb; print every good item's result (JSON: a list with an "error" object
+    for each bad item; text: good lines on stdout, one stderr line per bad item). Exit 1 when
+    any item failed."""
+    from mats.api import BatchError
+
+    try:
+        results, errors = run([str(a) for a in audio]), {}
+    except BatchError as err:
+        results, errors = err.results, err.errors
+    docs = [
+        {"audio": str(a), "error": errors[i]} if i in errors else doc(str(a), r)
+        for i, (a, r) in enumerate(zip(audio, results))
+    ]
+    if as_json:
+        typer.echo(json.dumps(docs, ensure_ascii=False))
+    else:
+        lines = [line(d) for d in docs if "error" not in d]
+        if lines:
+            typer.echo("\n".join(lines))
+    if errors:
+        for i in sorted(errors):
+            typer.echo(f"error: {errors[i]}", err=True)
+        raise typer.Exit(1)
+
+
 @app.command()
 def ask(
     audio: Path,
     question: str,
     model: str | None = ModelOpt,
     as_json: bool = JsonOpt,
-    beams: int = typer.Option(1, help="Beam width (1 = greedy)."),
+    beams: int = typer.Option(1, help="Beam width (1 = greedy, at most 16)."),
 ):
     """Answer a question about an audio file."""
+    beams = _beams(beams)
     answer = _load(model).ask(str(audio), question, num_beams=beams)
     _emit({"audio": str(audio), "question": question, "answer": answer}, as_json, answer)
 
@@ -57,12 +102,18 @@ def caption(
     audio: list[Path],
     model: str | None = ModelOpt,
     as_json: bool = JsonOpt,
-    beams: int = typer.Option(1, help="Beam width (1 = greedy)."),
+    beams: int = typer.Option(1, help="Beam width (1 = greedy, at most 16)."),
 ):
     """Describe one or more audio files."""
-    caps = _load(model).caption([str(a) for a in audio], num_beams=beams)
-    docs = [{"audio": str(a), "caption": c} for a, c in zip(audio, caps)]
-    _emit(docs, as_json, "\n".join(f"{a}\t{c}" for a, c in zip(audio, caps)))
+    beams = _beams(beams)
+    pipe = _load(model)
+    _batch(
+        lambda items: pipe.caption(items, num_beams=beams),
+        audio,
+        as_json,
+        lambda a, c: {"audio": a, "caption": c},
+        lambda d: f"{d['audio']}\t{d['caption']}",
+    )
 
 
 @app.command()
@@ -73,13 +124,15 @@ def classify(
     as_json: bool = JsonOpt,
 ):
     """Classify audio files against a label set (generate, then match by text encoder)."""
-    label_list = [x.strip() for x in labels.split(",") if x.strip()]
-    results = _load(model).classify([str(a) for a in audio], label_list)
-    docs = [
-        {"audio": str(a), "label": r["label"], "scores": {k: round(v, 6) for k, v in r["scores"].items()}}
-        for a, r in zip(audio, results)
-    ]
-    _emit(docs, as_json, "\n".join(f"{d['audio']}\t{d['label']}" for d in docs))
+    label_list = _candidates(labels, ",", "labels")
+    pipe = _load(model)
+    _batch(
+        lambda items: pipe.classify(items, label_list),
+        audio,
+        as_json,
+        lambda a, r: {"audio": a, "label": r["label"], "scores": {k: round(v, 6) for k, v in r["scores"].items()}},
+        lambda d: f"{d['audio']}\t{d['label']}",
+    )
 
 
 @app.command()
@@ -91,7 +144,7 @@ def choose(
     as_json: bool = JsonOpt,
 ):
     """Multiple choice (MMAU prompt): pick one of the choices."""
-    choice_list = [x.strip() for x in choices.split("|") if x.strip()]
+    choice_list = _candidates(choices, "|", "choices")
     answer = _load(model).choose(str(audio), question, choice_list)
     _emit({"audio": str(audio), "question": question, "answer": answer}, as_json, answer)
 
@@ -131,6 +184,7 @@ def train(
     ),
 ):
     from mats.config import ConfigError, apply_overrides, cli_overrides, load_config
+    from mats.train import TrainingInterrupted
     from mats.train import train as run_train
 
     options = [o for p in ctx.command.params for o in p.opts if o.startswith("--")]
@@ -140,7 +194,10 @@ def train(
         if name.startswith("--") and "." not in name and close:
             raise ConfigError(f"no such option {name} (did you mean {close[0]}?)")
     run = apply_overrides(load_config(config), [*set_, *cli_overrides(ctx.args)], where="command line")
-    final = run_train(run, out, max_steps=max_steps, resume=resume)
+    try:
+        final = run_train(run, out, max_steps=max_steps, resume=resume)
+    except TrainingInterrupted as err:  # checkpointed and said so: exit as the signal asks (130, 143)
+        raise typer.Exit(128 + err.signum) from None
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"model saved to {final}")
 
@@ -214,6 +271,40 @@ def data_build(
 
 
 @app.command()
+def serve(
+    model: str | None = ModelOpt,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    batch_size: int = typer.Option(32, help="Audio items per batched model call."),
+    queue_depth: int = typer.Option(64, help="Requests that may wait; beyond it: 503 with Retry-After."),
+    gather_ms: float = typer.Option(5.0, help="How long the worker gathers requests into a batch."),
+    max_upload_mb: float = typer.Option(10.0, help="Upload size limit per request, in MB."),
+    max_seconds: float = typer.Option(60.0, help="Audio duration limit per file, in seconds."),
+    timeout: float = typer.Option(30.0, help="Per-request time limit, in seconds (over it: 408)."),
+):
+    """Serve the HTTP API (/v1/ask, /v1/caption, /v1/classify, /v1/choose, /docs) and the web page."""
+    from mats.serve import ServeConfig
+
+    cfg = ServeConfig(
+        host=host,
+        port=port,
+        batch_size=batch_size,
+        queue_depth=queue_depth,
+        gather_ms=gather_ms,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_audio_seconds=max_seconds,
+        request_timeout_s=timeout,
+    )
+    try:
+        from mats.serve.app import serve as run_server
+    except ImportError as err:
+        raise ImportError(f"mats serve needs the serve extra: pip install 'mats[serve]' ({err})") from None
+    pipeline = _load(model)
+    typer.echo(f"mats serve: {pipeline.name} on http://{host}:{port}/ (API docs: /docs)", err=True)
+    run_server(pipeline, cfg)
+
+
+@app.command()
 def demo():
     """Run the main job on the embedded default model (or a tiny model trained on the spot)."""
     from mats.demo import run_demo
@@ -240,9 +331,9 @@ def main() -> None:
         app()
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # 130 for Ctrl-C, 143 for SIGTERM (mats.train stops cleanly on both)
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(128 + int(getattr(err, "signum", 2)))
     except Exception as err:  # one line, never a traceback
         if os.environ.get("MATS_DEBUG"):
             raise

@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import difflib
 import json
+import math
 import re
 import types
 from collections.abc import Hashable, Mapping, Sequence
@@ -43,6 +44,10 @@ class AudioConfig:
     clip_seconds: float = 7.0
     long_mode: Literal["center_crop", "mean_pool"] = "center_crop"
     max_windows: int = 8  # mean_pool: cap on windows per clip (evenly spread over the clip)
+
+    def check(self) -> None:
+        _positive(self, "clip_seconds")
+        _at_least(self, 1, "max_windows")
 
 
 @dataclass
@@ -74,6 +79,9 @@ class NoiseConfig:
 
     sigma: float = 0.015
 
+    def check(self) -> None:
+        _at_least(self, 0, "sigma")
+
 
 @dataclass
 class SantaConfig:
@@ -98,6 +106,12 @@ class SantaConfig:
     kmeans_iters: int = 25
     seed: int = 0
 
+    def check(self) -> None:
+        _at_least(self, 1, "memory_size", "k", "top_l", "kmeans_iters")
+        _positive(self, "tau")
+        if not 0 <= self.lam <= 1:
+            raise ValueError(f"lam must be in [0, 1], got {self.lam!r}")
+
 
 @dataclass
 class MapperConfig:
@@ -109,6 +123,12 @@ class MapperConfig:
     hidden_size: int = 768  # transformer width inside the mapper
     num_heads: int = 8
     dropout: float = 0.0
+
+    def check(self) -> None:
+        _at_least(self, 1, "clip_length", "prefix_length", "num_layers", "hidden_size", "num_heads")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}")
+        _fraction(self, "dropout")
 
 
 @dataclass
@@ -125,6 +145,9 @@ class LMConfig:
     max_answer_tokens: int = 64
     max_instruction_tokens: int = 96
 
+    def check(self) -> None:
+        _at_least(self, 1, "max_answer_tokens", "max_instruction_tokens")
+
 
 @dataclass
 class LoraConfig:
@@ -136,6 +159,10 @@ class LoraConfig:
     target_modules: list[str] = field(default_factory=lambda: ["c_attn"])
     fan_in_fan_out: bool = True  # GPT-2's Conv1D layers store weights transposed
 
+    def check(self) -> None:
+        _at_least(self, 1, "r", "alpha")
+        _fraction(self, "dropout")
+
 
 @dataclass
 class PromptConfig:
@@ -143,6 +170,12 @@ class PromptConfig:
 
     template: str = "User: <audio>{audio}</audio> {instruction}\nAssistant:"
     answer_prefix: str = " "
+    # Start the prompt with the tokenizer's BOS token, as LLaMA/Vicuna were trained (`<s>`).
+    # Off by default: GPT-2-style models (and the shipped ones) have no BOS in their prompts.
+    bos: bool = False
+
+
+MAX_BEAMS = 16  # a wider beam costs time and memory in proportion and has never helped here
 
 
 @dataclass
@@ -150,6 +183,17 @@ class GenerationConfig:
     max_new_tokens: int = 48
     num_beams: int = 1
     batch_size: int = 16
+
+    def check(self) -> None:
+        _at_least(self, 1, "max_new_tokens", "batch_size")
+        check_beams(self.num_beams, "num_beams")
+
+
+def check_beams(beams: Any, name: str = "--beams") -> int:
+    """A beam width in 1..MAX_BEAMS (1 = greedy) as int, else ValueError."""
+    if isinstance(beams, bool) or not isinstance(beams, int) or not 1 <= beams <= MAX_BEAMS:
+        raise ValueError(f"{name} must be a whole number from 1 (greedy) to {MAX_BEAMS}, got {beams!r}")
+    return beams
 
 
 @dataclass
@@ -177,6 +221,9 @@ class DataConfig:
     audio_pairs: list[str] = field(default_factory=list)
     max_records: int | None = None
     cache_dir: str | None = "cache/embeddings"
+
+    def check(self) -> None:
+        _at_least(self, 1, "max_records")
 
 
 @dataclass
@@ -211,6 +258,20 @@ class TrainConfig:
     # CPUs with AMX/AVX512-bf16, measured on the mini-LM here.
     precision: Literal["fp32", "bf16"] = "fp32"
 
+    def check(self) -> None:
+        _positive(self, "lr", "grad_clip")
+        _at_least(self, 0, "weight_decay", "warmup_steps", "probe_every", "length_groups")
+        _at_least(self, 1, "max_steps", "batch_size", "micro_batch_size", "log_every", "checkpoint_every")
+        _at_least(self, 1, "keep_checkpoints", "num_threads")
+        # mats.train.micro_batches: each process's share is cut into whole micro-batches
+        if self.batch_size > self.micro_batch_size and self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"batch_size {self.batch_size} must be a multiple of micro_batch_size {self.micro_batch_size}"
+            )
+        for task, weight in self.task_weights.items():
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"task_weights.{task} must be a finite number >= 0, got {weight!r}")
+
 
 @dataclass
 class RunConfig:
@@ -219,6 +280,29 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# range checks used by the dataclasses' check() methods (messages start with the field's name)
+
+
+def _at_least(obj: Any, minimum: float, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not (math.isfinite(value) and value >= minimum):
+            raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _fraction(obj: Any, name: str) -> None:
+    value = getattr(obj, name)
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,7 +524,15 @@ def _check(obj: Any, prefix: str) -> None:
         try:
             check()
         except ValueError as err:
-            raise ConfigError(f"{prefix}: {err}" if prefix else str(err)) from None
+            msg = str(err)
+            words = msg.split(" ", 2)
+            own = (
+                len(words) > 1
+                and words[1] == "must"
+                and words[0].split(".")[0] in {f.name for f in dataclasses.fields(obj)}
+            )
+            # "lr must be ..." of section "train" reads "train.lr must be ..."
+            raise ConfigError(f"{prefix}{'.' if own else ': '}{msg}" if prefix else msg) from None
 
 
 _NUMBER = re.compile(r"[-+]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][-+]?\d+)?")

@@ -75,8 +75,26 @@ def _load_hf(cfg: LMConfig, base_dir: Path | None):
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as err:
+        if (
+            (path / "tokenizer.model").is_file()
+            and not (path / "tokenizer.json").is_file()
+            and not _has_sentencepiece()
+        ):
+            raise LMError(
+                f"{path}: its tokenizer is a sentencepiece tokenizer.model, which needs the sentencepiece and "
+                "protobuf packages: pip install 'mats[llama]'"
+            ) from None
         raise LMError(f"{path}: cannot load a causal LM and tokenizer ({err})") from None
     return model, tokenizer
+
+
+def _has_sentencepiece() -> bool:
+    import importlib.util
+
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in ("sentencepiece", "google.protobuf"))
+    except (ImportError, ValueError):
+        return False
 
 
 def _build_tiny_gpt2(cfg: LMConfig, corpus: list[str] | None):

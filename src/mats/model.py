@@ -69,6 +69,10 @@ class MATS(nn.Module):
         except ValueError as err:
             raise ModelError(str(err)) from None
         self._pre_ids = tokenizer(pre, add_special_tokens=False)["input_ids"]
+        if cfg.prompt.bos:  # the one place BOS goes: the front of every prompt
+            if tokenizer.bos_token_id is None:
+                raise ModelError("prompt.bos is on but the tokenizer has no BOS token")
+            self._pre_ids = [tokenizer.bos_token_id, *self._pre_ids]
 
     # ---------------------------------------------------------------- construction
 
@@ -222,19 +226,89 @@ class MATS(nn.Module):
         save_file(state, str(directory / WEIGHTS))
         if self.memory is not None:
             save_memory(self.memory, directory / MEMORY, dtype=dtype)
+        elif cfg.santa.mode != "noise_only":
+            # no memory: the model answers as Santa's noise_only mode does (project_audio), and the
+            # config says so, which is what lets from_pretrained insist on the memory otherwise
+            cfg = replace(cfg, santa=replace(cfg.santa, mode="noise_only"))
         (directory / CONFIG).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> MATS:
-        from mats.santa import load_memory
+        """Strict: every part the config implies must be there and readable; errors name the file.
+        santa.safetensors may be absent only when the config's Santa mode is `noise_only` (the
+        model then has no memory, as `mats train` saves such a model)."""
+        from mats.santa import SantaError, load_memory
 
         directory = Path(directory)
         if not (directory / CONFIG).is_file() or not (directory / WEIGHTS).is_file():
             raise ModelError(f"{directory}: not a MATS model directory (needs {CONFIG} and {WEIGHTS})")
-        cfg = from_dict(ModelConfig, json.loads((directory / CONFIG).read_text()))
-        model = cls.build(cfg, base_dir=directory)
-        model.load_trainable_state_dict(load_file(str(directory / WEIGHTS)))
+        cfg = from_dict(ModelConfig, _read_json(directory / CONFIG), str(directory / CONFIG))
+        if cfg.santa.mode != "noise_only" and not (directory / MEMORY).is_file():
+            raise ModelError(
+                f"{directory / MEMORY}: missing; santa.mode is {cfg.santa.mode!r}, which needs the memory "
+                "(only a noise_only model is saved without one)"
+            )
+        if cfg.lm.backend == "hf" and cfg.lm.path:
+            lm_dir = Path(cfg.lm.path) if Path(cfg.lm.path).is_absolute() else directory / cfg.lm.path
+            if (lm_dir / CONFIG).is_file():
+                _check_lm_config(lm_dir / CONFIG)
+        weights = _read_safetensors(directory / WEIGHTS)
+        try:
+            model = cls.build(cfg, base_dir=directory)
+        except (TypeError, KeyError, AttributeError) as err:  # a config value torch/transformers choke on
+            raise ModelError(
+                f"{directory}: cannot build the model from its config ({type(err).__name__}: {err})"
+            ) from None
+        model.load_trainable_state_dict(weights)
         if (directory / MEMORY).is_file():
-            model.memory = load_memory(directory / MEMORY)
+            try:
+                model.memory = load_memory(directory / MEMORY)
+            except SantaError as err:
+                raise ModelError(str(err)) from None
         model.eval()
         return model
+
+
+# Size fields of a transformers config.json that must be positive whole numbers; a string
+# ("256") would otherwise fail deep inside torch without naming the file.
+_LM_SIZE_KEYS = (
+    "n_embd",
+    "n_layer",
+    "n_head",
+    "n_positions",
+    "n_ctx",
+    "n_inner",
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    return data
+
+
+def _check_lm_config(path: Path) -> None:
+    """The LM's own config.json: valid JSON whose size fields are positive integers."""
+    data = _read_json(path)
+    for key in _LM_SIZE_KEYS:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ModelError(f"{path}: {key} must be a positive integer, got {value!r}")
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for a corrupt or cut file
+        raise ModelError(f"{path}: not a readable safetensors file ({err})") from None

@@ -51,16 +51,21 @@ class SantaMemory:
     entries:   (M, D) float32, unit-norm noisy text embeddings.
     centroids: (K, D) float32, k-means centres (means of their members, not unit-norm).
     assign:    (M,) int64, cluster index of each entry; every cluster 0..K-1 is non-empty.
+    texts:     the M texts the entries were embedded from, or None (models saved before the texts
+               were kept): only `mats serve` reads them, to show what the audio was pulled towards.
     """
 
     entries: torch.Tensor
     centroids: torch.Tensor
     assign: torch.Tensor
+    texts: list[str] | None = field(default=None, compare=False)
     # |m_i|^2, cached once: recomputing it per call cost more than the (B, M) matmul itself.
     entry_sq_norms: torch.Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _validate_memory(self.entries, self.centroids, self.assign)
+        if self.texts is not None and len(self.texts) != self.entries.shape[0]:
+            raise SantaError(f"memory has {self.entries.shape[0]} entries but {len(self.texts)} texts")
         self.entry_sq_norms = torch.einsum("md,md->m", self.entries, self.entries)  # (M,)
 
     @property
@@ -101,11 +106,20 @@ def _validate_memory(entries: torch.Tensor, centroids: torch.Tensor, assign: tor
 # save / load
 
 
+def texts_path(path: str | Path) -> Path:
+    """Where the memory's texts lie beside its safetensors file: santa.safetensors -> santa.texts.json."""
+    path = Path(path)
+    return path.with_name(path.stem + ".texts.json")
+
+
 def save_memory(mem: SantaMemory, path: str | Path, dtype: torch.dtype = torch.float32) -> None:
-    """Write the memory as a safetensors file with exactly the keys entries/centroids/assign.
+    """Write the memory as a safetensors file with exactly the keys entries/centroids/assign,
+    and its texts (when it has them) as a JSON list beside it (`texts_path`).
 
     `dtype=torch.float16` halves the file (for shipped models); loading always gives float32.
     """
+    import json
+
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -118,10 +132,15 @@ def save_memory(mem: SantaMemory, path: str | Path, dtype: torch.dtype = torch.f
     # One metadata key: safetensors writes the metadata map in no fixed order, so two keys made
     # saves of one memory differ byte for byte (a reship then rewrote an unchanged 10 MB asset).
     save_file(tensors, str(path), metadata={"format": "mats-santa-memory/1"})
+    if mem.texts is not None:
+        texts_path(path).write_text(json.dumps(mem.texts, ensure_ascii=False))
 
 
 def load_memory(path: str | Path) -> SantaMemory:
-    """Read a memory written by `save_memory`. Missing/unexpected keys or bad shapes raise."""
+    """Read a memory written by `save_memory` (with its texts when they were saved).
+    Missing/unexpected keys or bad shapes raise."""
+    import json
+
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -135,8 +154,16 @@ def load_memory(path: str | Path) -> SantaMemory:
     unexpected = sorted(set(tensors) - set(_KEYS))
     if missing or unexpected:
         raise SantaError(f"{path}: not a Santa memory (missing keys {missing}, unexpected keys {unexpected})")
+    texts = None
+    if texts_path(path).is_file():
+        try:
+            texts = json.loads(texts_path(path).read_text())
+        except ValueError as err:
+            raise SantaError(f"{texts_path(path)}: not a JSON list of texts ({err})") from None
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise SantaError(f"{texts_path(path)}: not a JSON list of texts")
     try:
-        return SantaMemory(tensors["entries"].float(), tensors["centroids"].float(), tensors["assign"])
+        return SantaMemory(tensors["entries"].float(), tensors["centroids"].float(), tensors["assign"], texts)
     except SantaError as err:
         raise SantaError(f"{path}: {err}") from None
 
@@ -227,10 +254,11 @@ def nearest_centroid(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     return d2.argmin(dim=-1)
 
 
-def build_memory(text_emb: torch.Tensor, sigma: float, cfg: SantaConfig) -> SantaMemory:
+def build_memory(text_emb: torch.Tensor, sigma: float, cfg: SantaConfig, texts: list[str] | None = None) -> SantaMemory:
     """Noisy text memory + k-means clustering; deterministic for a given cfg.seed.
 
-    text_emb (M, D) raw or unit-norm text embeddings; sigma the noise VARIANCE (0 = no noise).
+    text_emb (M, D) raw or unit-norm text embeddings; sigma the noise VARIANCE (0 = no noise);
+    texts the M texts embedded (kept with the memory, for explanations), or None.
     """
     check_config(cfg)
     if not isinstance(text_emb, torch.Tensor) or text_emb.dim() != 2 or text_emb.shape[0] < 1:
@@ -242,10 +270,10 @@ def build_memory(text_emb: torch.Tensor, sigma: float, cfg: SantaConfig) -> Sant
         raise SantaError("text_emb has an all-zero row, which has no direction to normalise")
     gen = torch.Generator().manual_seed(int(cfg.seed))
     entries = inject_noise(text_emb.detach().float().cpu(), sigma, generator=gen)  # (M, D)
-    return cluster_memory(entries, cfg)
+    return cluster_memory(entries, cfg, texts)
 
 
-def cluster_memory(entries: torch.Tensor, cfg: SantaConfig) -> SantaMemory:
+def cluster_memory(entries: torch.Tensor, cfg: SantaConfig, texts: list[str] | None = None) -> SantaMemory:
     """k-means over memory entries (M, D) as they are (no noise, no normalisation) into
     min(cfg.k, M) centres; also used to re-cluster a saved memory for another K."""
     check_config(cfg)
@@ -267,7 +295,7 @@ def cluster_memory(entries: torch.Tensor, cfg: SantaConfig) -> SantaMemory:
         remap = torch.cumsum(used.long(), 0) - 1  # old index -> new index
         centroids = centroids[used]
         assign = remap[assign]
-    return SantaMemory(entries.contiguous(), centroids.contiguous(), assign.long())
+    return SantaMemory(entries.contiguous(), centroids.contiguous(), assign.long(), texts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,7 +322,8 @@ def santa_project(z: torch.Tensor, memory: SantaMemory | None, cfg: SantaConfig)
             raise SantaError(f"santa mode {cfg.mode!r} needs a memory, got None")
         if z.shape[1] != memory.dim:
             raise SantaError(f"audio embedding dim {z.shape[1]} does not match Santa memory dim {memory.dim}")
-        picked, weights = _select(z, memory, cfg)  # (B, L, D), (B, L)
+        idx, weights = select(z, memory, cfg)  # (B, L), (B, L)
+        picked = memory.entries[idx]  # (B, L, D)
         recalled = (weights.unsqueeze(-1) * picked).sum(dim=1)  # (B, D)
         lam = 1.0 if cfg.mode == "memory_only" else float(cfg.lam)
         out = (1.0 - lam) * z + lam * recalled  # (B, D)
@@ -304,11 +333,12 @@ def santa_project(z: torch.Tensor, memory: SantaMemory | None, cfg: SantaConfig)
     return out
 
 
-def _select(z: torch.Tensor, memory: SantaMemory, cfg: SantaConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def select(z: torch.Tensor, memory: SantaMemory, cfg: SantaConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The L memory entries nearest to each z (within its cluster unless "no_kmeans") and their
     softmax(z.m / tau) weights. Rows with fewer than L candidates get zero weight on padding.
+    z (B, D) as santa_project blends it (normalised first when cfg.normalize_audio).
 
-    Returns picked (B, L, D) and weights (B, L), L = min(cfg.top_l, M).
+    Returns the entries' indices (B, L) int64 and weights (B, L), L = min(cfg.top_l, M).
     """
     entries = memory.entries  # (M, D)
     dots = z @ entries.T  # (B, M)
@@ -324,8 +354,7 @@ def _select(z: torch.Tensor, memory: SantaMemory, cfg: SantaConfig) -> tuple[tor
     valid = torch.gather(allowed, 1, idx)  # (B, L) False where the cluster had < L members
     logits = torch.gather(dots, 1, idx) / cfg.tau  # (B, L)
     weights = torch.softmax(logits.masked_fill(~valid, float("-inf")), dim=1)  # (B, L)
-    picked = entries[idx]  # (B, L, D)
-    return picked, weights
+    return idx, weights
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,11 +18,14 @@ Output: DIR/metrics.jsonl, DIR/checkpoints/step_XXXXXXX/, DIR/final/ (a loadable
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
 import shutil
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -55,6 +58,76 @@ PROBE_SIZE = 64
 
 class TrainError(Exception):
     """Training cannot start or continue."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the run after a completed step, which was checkpointed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignals:
+    """SIGINT / SIGTERM (what schedulers send) ask the loop to stop at the end of the current step;
+    a second one interrupts at once. Installed only in the main thread (signal's rule)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+
+
+class RunLock:
+    """An exclusive fcntl lock on DIR/.lock while a process trains in DIR: a second `mats train
+    --out DIR` fails at once. The kernel drops the lock when the process dies (even by kill -9),
+    so no stale lock is ever left. Under torchrun only rank 0 takes it."""
+
+    NAME = ".lock"
+
+    def __init__(self, out: Path, take: bool) -> None:
+        self.path, self.take, self._file = out / self.NAME, take, None
+
+    def __enter__(self) -> RunLock:
+        if not self.take:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = self.path.open("a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            f.close()
+            raise TrainError(
+                f"{self.path.parent}: another training is running in this directory (pid {holder}); "
+                "wait for it or choose another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._file = f
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            self._file.close()  # closing releases the lock
 
 
 @dataclass
@@ -206,7 +279,7 @@ def train(
     max_steps = max_steps if max_steps is not None else tc.max_steps
     horizon = max(tc.max_steps, max_steps)
     chunks = micro_batches(tc, d)
-    with torch_threads(tc.num_threads):
+    with torch_threads(tc.num_threads), RunLock(out, take=d.main):
         _set_up(out, resume, tc)
         data = _training_data(run, d, progress)
         p_record = _task_probabilities(data, tc, d)
@@ -221,7 +294,9 @@ def train(
         if d.world > 1:
             state.wrapped = torch.nn.parallel.DistributedDataParallel(model)
         model.train()
-        last_probe = _run_steps(state, data, batches, chunks, run, out, d, range(start, max_steps), horizon, progress)
+        steps = range(start, max_steps)
+        with StopSignals() as stop:  # only around the loop: before it, Ctrl-C stops at once
+            last_probe = _run_steps(state, data, batches, chunks, run, out, d, steps, horizon, progress, stop)
         _warn_if_input_ignored(last_probe)
         return _save_final(run, out, model, data, d)
 
@@ -426,10 +501,12 @@ def _run_steps(
     steps: range,
     horizon: int,
     progress: bool,
+    stop: StopSignals | None = None,
 ) -> dict[str, float] | None:
     """Train `steps`, logging and checkpointing as configured, then checkpoint the last one;
-    returns the last probe's losses (None without a probe). An interruption checkpoints the last
-    completed step first."""
+    returns the last probe's losses (None without a probe). SIGINT / SIGTERM stop the run at the
+    end of the step in progress, checkpointed (so --resume continues bit for bit); a second
+    signal, or an interruption outside the signal handlers, checkpoints the last completed step."""
     tc = run.train
     probe = probe_rows(data.texts, PROBE_SIZE, tc.seed) if tc.probe_every else None
     bar = tqdm(total=steps.stop, initial=steps.start, desc="training", disable=not (progress and d.main))
@@ -468,9 +545,18 @@ def _run_steps(
                     bar.set_postfix(loss=f"{global_loss:.3f}")
             if done % tc.checkpoint_every == 0 and done < steps.stop:
                 checkpoint(done)
+            # every process stops after the same step (a signal may reach them at different times)
+            if stop is not None and _all_sum(float(stop.received is not None), d) > 0 and done < steps.stop:
+                checkpoint(done)
+                signum = stop.received or signal.SIGTERM
+                _say_stopped(out, done, signal.Signals(signum).name, d)
+                raise TrainingInterrupted(signum)
+    except TrainingInterrupted:
+        raise
     except KeyboardInterrupt:
         # Nothing lost on interruption: keep what the last completed step produced.
         checkpoint(step)
+        _say_stopped(out, step, "interrupt", d)
         raise
     finally:
         bar.close()
@@ -478,6 +564,14 @@ def _run_steps(
             log.close()
     checkpoint(steps.stop)
     return last_probe
+
+
+def _say_stopped(out: Path, step: int, why: str, d: Dist) -> None:
+    if d.main:
+        tqdm.write(
+            f"{why}: stopped after step {step}; checkpoint saved in {out / 'checkpoints'} (continue with --resume)",
+            file=sys.stderr,
+        )
 
 
 class MetricsLog:
@@ -624,4 +718,5 @@ def _build_santa_memory(run: RunConfig, data: TrainingData):
     if len(rows) > cfg.memory_size:
         rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, cfg.memory_size, replace=False))
     memory_emb = data.embeddings(rows)  # (M, D)
-    return build_memory(memory_emb, run.model.noise.sigma, cfg)
+    texts = [data.texts[i] for i in rows]  # kept with the memory: `mats serve` shows them
+    return build_memory(memory_emb, run.model.noise.sigma, cfg, texts)

@@ -19,7 +19,10 @@ def load_training_records(specs: list[str], max_records: int | None = None) -> l
         if spec.startswith("synthetic:"):
             from mats.data.synthetic import synthetic_records
 
-            records += synthetic_records(int(spec.split(":", 1)[1]))
+            count = spec.split(":", 1)[1]
+            if not count.isdigit() or int(count) < 1:
+                raise RecordError(f"data.train entry {spec!r}: synthetic:N needs a whole number N >= 1")
+            records += synthetic_records(int(count))
         elif spec.startswith("captions:"):
             from mats.data.importers import import_caption_pairs
 

@@ -63,21 +63,33 @@ def mcq_prompt(question: str, choices: Iterable[str]) -> str:
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSONL file (blank lines skipped). Errors say "<file>:<line>: why"."""
+    for _, obj in read_jsonl_lines(path):
+        yield obj
+
+
+def read_jsonl_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number in the file, object) for each non-blank line; blank lines are counted, so the
+    number is the one an editor shows."""
     path = Path(path)
     if not path.is_file():
-        raise RecordError(f"{path}: file not found")
-    with path.open() as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
+        raise RecordError(f"{path}: file not found" if not path.exists() else f"{path}: not a regular file")
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise RecordError(f"{path}:{n}: not UTF-8 text (a binary file?)") from None
             if not line:
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(f"{path}:{n}: not JSON ({err.msg})") from None
+            except (json.JSONDecodeError, RecursionError) as err:
+                reason = err.msg if isinstance(err, json.JSONDecodeError) else "nested too deeply"
+                raise RecordError(f"{path}:{n}: not JSON ({reason})") from None
             if not isinstance(obj, dict):
                 raise RecordError(f"{path}:{n}: expected a JSON object")
-            yield obj
+            yield n, obj
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
@@ -96,11 +108,11 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
 
 def read_audiotia(path: str | Path) -> list[AudioTIARecord]:
     out = []
-    for n, obj in enumerate(read_jsonl(path), 1):
+    for n, obj in read_jsonl_lines(path):
         try:
             out.append(AudioTIARecord(**{k: obj.get(k) for k in ("text", "instruction", "answer", "task")}))
         except RecordError as err:
-            raise RecordError(f"{path}: record {n}: {err}") from None
+            raise RecordError(f"{path}:{n}: {err}") from None
     return out
 
 
@@ -118,7 +130,7 @@ def read_bench(path: str | Path) -> list[dict[str, Any]]:
     """Read a benchmark JSONL; relative audio paths become absolute (against the file's dir)."""
     path = Path(path)
     rows = []
-    for n, obj in enumerate(read_jsonl(path), 1):
+    for n, obj in read_jsonl_lines(path):
         validate_bench_line(obj, f"{path}:{n}")
         audio = Path(obj["audio"])
         if not audio.is_absolute():
@@ -131,7 +143,7 @@ def read_pairs(path: str | Path, limit: int | None = None) -> tuple[list[str], l
     """(audio paths, captions) from a JSONL of {"audio", "caption"} pairs (audio resolved)."""
     path = Path(path)
     audio, captions = [], []
-    for n, obj in enumerate(read_jsonl(path), 1):
+    for n, obj in read_jsonl_lines(path):
         if "audio" not in obj or "caption" not in obj:
             raise RecordError(f"{path}:{n}: a pair needs 'audio' and 'caption'")
         a = Path(obj["audio"])

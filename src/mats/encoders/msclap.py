@@ -1,57 +1,77 @@
-"""The `msclap` backend: Microsoft CLAP (2022/2023) through the `msclap` package's CLAP wrapper.
+"""The `msclap` backend: Microsoft CLAP 2023 (HTSAT + GPT-2), offline, loaded strictly.
 
-Only available when `msclap` is importable. We do not depend on it: it pins old transformers and
-numpy versions (and torchaudio), which would break the rest of this package.
+    encoder:
+      backend: msclap
+      path: checkpoints/msclap/CLAP_weights_2023.pth      # {'model': state_dict}, as Microsoft ships it
+      options: {version: "2023", text_model: checkpoints/gpt2}   # a local GPT-2 folder
 
-    encoder: {backend: msclap, path: /models/CLAP_weights_2023.pth, options: {version: "2023"}}
+We do not import the `msclap` package: its `__init__` imports torchaudio (no wheel loads beside
+our torch), it fetches GPT-2 from the hub by name, its tokenisation calls `encode_plus` (gone in
+transformers 5), it loads weights with strict=False, and it pins transformers<5 and numpy<2. The
+model is ported instead (mats.encoders.msclap_model, mats.encoders.htsat: same module names, so
+the checkpoint loads strictly) and checked against msclap's own modules in the tests.
 
-cfg.path is the local weights file (the wrapper would otherwise download it from a hub). We use
-the wrapper's model directly rather than its file-level helpers, because those random-crop long
-audio (`load_audio_into_tensor`): our windows arrive already cut, and each is repeat-padded to the
-model's duration exactly as the wrapper pads short clips. Embeddings are the raw projection
-outputs (`clap.audio_encoder(x)[0]`, `clap.caption_encoder(tokens)`), not normalised.
+The text tower's folder needs GPT-2's `config.json` and tokenizer files (e.g. `vocab.json` +
+`merges.txt`, or `tokenizer.json`); its weights come from the CLAP checkpoint. `arch` overrides
+the architecture's sizes (MSClap2023Config, HTSATConfig): only for small test models.
 
-The wrapper still fetches its text tokenizer ("gpt2" / "bert-base-uncased") by name through
-transformers, so that tokenizer must be in the local Hugging Face cache when offline. It also
-loads the weights with strict=False, so a file with missing keys is not detected.
-
-Untested here: msclap cannot be installed in this environment without downgrading transformers.
+Audio windows are repeat-padded to the model's 7 s, as msclap pads short clips; we never
+random-crop long audio as msclap's file helper does (windows arrive already cut). Embeddings are
+the raw projection outputs, not normalised.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mats.config import EncoderConfig
+from mats.config import ConfigError, EncoderConfig, from_dict
 from mats.encoders import register_encoder, resolve_path
 from mats.encoders.base import EncoderError, check_texts, check_windows, freeze, state_fingerprint
 
-MISSING_PACKAGE = "the msclap backend needs the msclap package (pip install msclap); it is not installed"
-VERSIONS = ("2022", "2023")
+VERSIONS = ("2023",)  # 2022 (CNN14 + BERT) is not ported
+OPTIONS = ("version", "text_model", "batch_size", "arch")
 
 
 class MSClapEncoder:
-    """A frozen msclap CLAP model (audio: HTSAT or CNN14; text: GPT-2 or BERT)."""
+    """A frozen MS-CLAP 2023 model (audio: HTSAT; text: GPT-2)."""
 
     name = "msclap"
 
-    def __init__(self, wrapper: Any, version: str, weights: Path, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        clap: torch.nn.Module,
+        tokenizer: Any,
+        arch: Any,
+        weights: Path,
+        text_dir: Path,
+        options: dict | None = None,
+    ) -> None:
+        options = dict(options or {})
+        batch_size = int(options.get("batch_size", 32))
         if batch_size < 1:
             raise EncoderError(f"batch_size must be at least 1, got {batch_size}")
-        self.wrapper = wrapper
-        self.clap = freeze(wrapper.clap)
-        self.version = version
+        self.clap = freeze(clap)
+        self.tokenizer = tokenizer  # MSClapTokenizer
+        self.arch = arch  # MSClap2023Config
+        self.version = "2023"
         self.weights = weights
+        self.text_dir = text_dir
+        self.options = options  # as configured, for export
         self.batch_size = int(batch_size)
-        self.sample_rate = int(wrapper.args.sampling_rate)
-        self.dim = int(wrapper.args.d_proj)
-        # the model was trained on clips of exactly `duration` seconds
-        self.window_samples = int(round(wrapper.args.duration * self.sample_rate))
+        self.sample_rate = int(arch.sample_rate)
+        self.dim = int(arch.d_proj)
+        self.window_samples = arch.window_samples  # the model was trained on clips of exactly this length
         self._fingerprint: str | None = None
+
+    def _device(self) -> torch.device:
+        return next(self.clap.parameters()).device
 
     @torch.no_grad()
     def embed_audio(self, windows: np.ndarray) -> torch.Tensor:
@@ -64,13 +84,14 @@ class MSClapEncoder:
                 "audio.long_mode mean_pool to cover long clips"
             )
         if 0 < n < self.window_samples:
-            # repeat-pad to the model's duration, as the wrapper does for short clips
+            # repeat-pad to the model's duration, as msclap does for short clips
             repeats = -(-self.window_samples // n)
             windows = np.tile(windows, (1, repeats))[:, : self.window_samples]  # (B, n_model)
         out = []
         for start in range(0, len(windows), self.batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(windows[start : start + self.batch_size]))  # (b, n)
-            out.append(self.clap.audio_encoder(batch)[0].float())  # (b, D): [0] embedding, [1] class probs
+            embedding, _ = self.clap.audio_encoder(batch.to(self._device()))  # (b, D), class probabilities
+            out.append(embedding.float().cpu())
         return torch.cat(out) if out else torch.empty(0, self.dim)  # (B, D)
 
     @torch.no_grad()
@@ -78,47 +99,101 @@ class MSClapEncoder:
         texts = check_texts(texts)
         out = []
         for start in range(0, len(texts), self.batch_size):
-            tokens = self.wrapper.preprocess_text(texts[start : start + self.batch_size])
-            out.append(self.clap.caption_encoder(tokens).float())  # (b, D)
+            try:
+                tokens = self.tokenizer(texts[start : start + self.batch_size])  # (b, L) each
+            except ValueError as err:
+                raise EncoderError(str(err)) from None
+            tokens = {k: v.to(self._device()) for k, v in tokens.items()}
+            out.append(self.clap.caption_encoder(tokens).float().cpu())  # (b, D)
         return torch.cat(out) if out else torch.empty(0, self.dim)  # (B, D)
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            self._fingerprint = state_fingerprint(f"msclap-{self.version}", self.clap)
+            # the tokenizer's vocabulary and merges shape text embeddings as much as the weights do
+            vocab = json.dumps(self.tokenizer.tokenizer.get_vocab(), sort_keys=True).encode()
+            backend = getattr(self.tokenizer.tokenizer, "backend_tokenizer", None)  # merges, normaliser
+            merges = backend.to_str().encode() if backend is not None else b""
+            extra = hashlib.sha256(vocab + b"\0" + merges).digest()
+            self._fingerprint = state_fingerprint(f"msclap-{self.version}", self.clap, extra)
         return self._fingerprint
 
     def export(self, directory: Path) -> EncoderConfig | None:
-        return None  # path-based: the weights file stays where the user keeps it
+        """Nothing is copied (the files stay where the user keeps them); the config names them by
+        absolute path, so a trained model reloads from its own directory whatever the CWD."""
+        options = {**self.options, "text_model": str(self.text_dir.resolve())}
+        return EncoderConfig(backend="msclap", path=str(self.weights.resolve()), options=options)
+
+
+def read_checkpoint(weights: Path) -> dict[str, torch.Tensor]:
+    """The state dict inside msclap's `{'model': state_dict}` file."""
+    try:
+        blob = torch.load(weights, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # the file may carry non-tensor training state; it is the user's own local checkpoint,
+        # which msclap itself loads this way
+        blob = torch.load(weights, map_location="cpu", weights_only=False)
+    if not isinstance(blob, dict) or not isinstance(blob.get("model"), dict):
+        keys = sorted(blob)[:5] if isinstance(blob, dict) else type(blob).__name__
+        raise ValueError(f"expected msclap's {{'model': state_dict}}, found {keys}")
+    return blob["model"]
+
+
+def _options(cfg: EncoderConfig, base_dir: Path | None):
+    unknown = sorted(set(cfg.options) - set(OPTIONS))
+    if unknown:
+        raise EncoderError(f"unknown option(s) {unknown} for the msclap encoder; known: {sorted(OPTIONS)}")
+    version = str(cfg.options.get("version", "2023"))
+    if version not in VERSIONS:
+        raise EncoderError(f"msclap version must be one of {list(VERSIONS)}, got {version!r} (2022 is not ported)")
+    weights = resolve_path(cfg, base_dir)
+    if weights is None:
+        raise EncoderError(f"the msclap backend needs encoder.path: the local CLAP_weights_{version}.pth file")
+    if not weights.is_file():
+        raise EncoderError(f"{weights}: msclap weights file not found")
+    text_model = cfg.options.get("text_model")
+    if not text_model:
+        raise EncoderError(
+            "the msclap backend needs encoder.options.text_model: a local GPT-2 folder (config.json and "
+            "tokenizer files) for its text tower; nothing is fetched from a hub"
+        )
+    text_dir = resolve_path(EncoderConfig(backend="msclap", path=str(text_model)), base_dir)
+    if not text_dir.is_dir():
+        raise EncoderError(f"{text_dir}: text_model folder not found (a local GPT-2 config and tokenizer)")
+    return weights, text_dir
 
 
 @register_encoder("msclap")
 def build_msclap(cfg: EncoderConfig, base_dir: Path | None) -> MSClapEncoder:
-    allowed = {"version", "batch_size"}
-    unknown = sorted(set(cfg.options) - allowed)
-    if unknown:
-        raise EncoderError(f"unknown option(s) {unknown} for the msclap encoder; known: {sorted(allowed)}")
+    weights, text_dir = _options(cfg, base_dir)
     try:
-        from msclap import CLAP
-    except ImportError:
-        raise EncoderError(MISSING_PACKAGE) from None
-    except Exception as err:  # msclap imports torchaudio etc. at import time
-        raise EncoderError(
-            f"the msclap package is installed but does not import ({type(err).__name__}: {err})"
-        ) from None
+        from mats.encoders.msclap_model import (
+            CLAP2023,
+            MSClap2023Config,
+            MSClapTokenizer,
+            load_clap_state,
+            load_text_tower,
+        )
 
-    version = str(cfg.options.get("version", "2023"))
-    if version not in VERSIONS:
-        raise EncoderError(f"msclap version must be one of {list(VERSIONS)}, got {version!r}")
-    weights = resolve_path(cfg, base_dir)
-    if weights is None:
-        # without a path the wrapper would download the weights from a hub
-        raise EncoderError(f"the msclap backend needs encoder.path: the local CLAP_weights_{version}.pth file")
-    if not weights.is_file():
-        raise EncoderError(f"{weights}: msclap weights file not found")
-    try:
-        wrapper = CLAP(model_fp=str(weights), version=version, use_cuda=False)
-    except Exception as err:  # a wrong file surfaces as many different errors inside the wrapper
+        arch = from_dict(MSClap2023Config, cfg.options.get("arch"), prefix="encoder.options.arch")
+        gpt2_config, hf_tokenizer = load_text_tower(text_dir)
+        tokenizer = MSClapTokenizer(hf_tokenizer, arch.text_len, gpt2_config.n_positions)
+    except ImportError as err:
+        raise EncoderError(f"the msclap backend needs the {err.name} package, which does not import ({err})") from None
+    except ConfigError as err:
+        raise EncoderError(str(err)) from None
+    except (OSError, ValueError) as err:
+        raise EncoderError(f"{text_dir}: cannot load the GPT-2 text tower's config and tokenizer ({err})") from None
+    if arch.htsat.frames(arch.window_samples) > arch.htsat.max_frames:
         raise EncoderError(
-            f"{weights}: could not load msclap {version} weights ({type(err).__name__}: {err})"
-        ) from None
-    return MSClapEncoder(wrapper, version, weights, batch_size=int(cfg.options.get("batch_size", 32)))
+            f"{arch.duration:g} s at {arch.sample_rate} Hz is more frames than HTSAT's input ({arch.htsat.max_frames})"
+        )
+    try:
+        with torch.random.fork_rng(devices=[]):  # random init is overwritten; leave the caller's RNG alone
+            clap = CLAP2023(arch, gpt2_config)
+    except ValueError as err:
+        raise EncoderError(f"encoder.options.arch: {err}") from None
+    try:
+        load_clap_state(clap, read_checkpoint(weights))
+    except Exception as err:  # a wrong file surfaces as many different errors
+        raise EncoderError(f"{weights}: not MS-CLAP 2023 weights for this architecture ({err})") from None
+    return MSClapEncoder(clap, tokenizer, arch, weights, text_dir, cfg.options)

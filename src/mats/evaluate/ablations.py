@@ -125,7 +125,7 @@ def recluster_memory(memory: SantaMemory, k: int, cfg: SantaConfig) -> SantaMemo
     """
     if k < 1:
         raise AblationError(f"k must be >= 1, got {k}")
-    return cluster_memory(memory.entries, replace(cfg, k=int(k)))
+    return cluster_memory(memory.entries, replace(cfg, k=int(k)), memory.texts)
 
 
 # --------------------------------------------------------------------------------------------

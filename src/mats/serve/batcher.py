@@ -1,0 +1,134 @@
+"""A bounded request queue drained by one worker thread that owns the model.
+
+Requests (`Job`s) wait in a queue of at most `queue_depth`; a full queue refuses at once (the app
+answers 503 with Retry-After), so load never builds an unbounded backlog. The worker takes the
+first waiting job, gathers more for up to `gather_ms` or until `batch_size` audio items, and runs
+them through one batched call. When a batch fails, its jobs are re-run one at a time, so a bad
+request gets its own error and never another request's.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class QueueFull(Exception):
+    """The request queue is at its depth: come back later."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One request: its audio items (mono float32 at the encoder's rate) and what to do with them."""
+
+    verb: str  # "ask" | "caption" | "classify" | "choose"
+    audio: list[np.ndarray]
+    instruction: str  # the LM instruction, the same for every item of the job
+    candidates: list[str] | None = None  # labels (classify) or choices (choose)
+    explain: bool = False  # also return Santa's neighbours
+    future: Future = field(default_factory=Future)
+
+
+RunBatch = Callable[[list[Job]], list[Any]]  # jobs -> one result per job
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0  # batched calls made
+    jobs: int = 0
+    items: int = 0  # audio items run
+    refused: int = 0  # submits refused with the queue full
+    failed_batches: int = 0  # batches re-run one job at a time
+
+
+class Batcher:
+    def __init__(self, run_batch: RunBatch, batch_size: int, queue_depth: int, gather_ms: float) -> None:
+        self.run_batch = run_batch
+        self.batch_size = batch_size
+        self.gather_s = gather_ms / 1000.0
+        self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_depth)
+        self.stats = BatchStats()
+        self._held: Job | None = None  # a job gathered that did not fit its batch: it goes first next
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="mats-serve-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> Future:
+        try:
+            self.queue.put_nowait(job)
+        except queue.Full:
+            self.stats.refused += 1
+            raise QueueFull from None
+        return job.future
+
+    def waiting(self) -> int:
+        return self.queue.qsize()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker after the jobs already queued (a sentinel joins the queue)."""
+        self.queue.put(None)
+        self._thread.join(timeout)
+
+    # ---------------------------------------------------------------- the worker
+
+    def _next_batch(self) -> list[Job] | None:
+        first = self._held or self.queue.get()
+        self._held = None
+        if first is None:
+            return None
+        jobs, items = [first], len(first.audio)
+        deadline = time.monotonic() + self.gather_s
+        while items < self.batch_size:
+            left = deadline - time.monotonic()
+            try:
+                job = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:  # closing: finish this batch, then stop
+                self._stopping = True
+                break
+            if items + len(job.audio) > self.batch_size:
+                self._held = job
+                break
+            jobs.append(job)
+            items += len(job.audio)
+        return jobs
+
+    def _loop(self) -> None:
+        while True:
+            jobs = self._next_batch()
+            if jobs is None:
+                return
+            # A job whose client gave up (time limit) was cancelled: skip it.
+            jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+            if jobs:
+                self._run(jobs)
+            if self._stopping:
+                return
+
+    def _run(self, jobs: list[Job]) -> None:
+        self.stats.batches += 1
+        self.stats.jobs += len(jobs)
+        self.stats.items += sum(len(j.audio) for j in jobs)
+        try:
+            results = self.run_batch(jobs)
+        except Exception as err:
+            if len(jobs) == 1:
+                jobs[0].future.set_exception(err)
+                return
+            self.stats.failed_batches += 1
+            for job in jobs:  # one at a time: each job gets its own result or its own error
+                try:
+                    job.future.set_result(self.run_batch([job])[0])
+                except Exception as one_err:
+                    job.future.set_exception(one_err)
+            return
+        for job, result in zip(jobs, results):
+            job.future.set_result(result)
