@@ -71,6 +71,26 @@ def check_candidates(values: Sequence[str], what: str) -> list[str]:
     return out
 
 
+def match_labels(preds: list[str], labels: list[str], embed_text) -> list[dict[str, Any]]:
+    """Generated texts -> {"label", "scores", "text"} each: the label whose text embedding is
+    nearest (paper §4.2), every label's score, and the text it was matched from."""
+    from mats.matching import match_to_candidates
+
+    matches = match_to_candidates(preds, labels, embed_text) if preds else []
+    return [
+        {"label": labels[best], "scores": dict(zip(labels, scores)), "text": pred}
+        for pred, (best, scores) in zip(preds, matches)
+    ]
+
+
+def match_choices(preds: list[str], choice_lists: list[list[str]], embed_text) -> list[str]:
+    """Generated texts -> the choice of each one's own list that it matches best."""
+    from mats.matching import match_to_candidates
+
+    matches = match_to_candidates(preds, choice_lists, embed_text) if preds else []
+    return [choices[best] for choices, (best, _) in zip(choice_lists, matches)]
+
+
 def _check_gen(gen: dict) -> None:
     """Generation options checked before any work: a beam width of 1..MAX_BEAMS."""
     if gen.get("num_beams") is not None:
@@ -169,23 +189,18 @@ class Pipeline:
 
     def classify(self, audio, labels: Sequence[str], instruction: str = CLASSIFY_INSTRUCTION, **gen):
         """Generate, then match the text against the labels with the text encoder (paper §4.2)."""
-        from mats.matching import match_to_candidates
-
         labels = check_candidates(labels, "labels")
         _check_gen(gen)
         items = _as_list(audio)
         preds = self._generate(items, [instruction] * len(items), **gen)
         good = [i for i, p in enumerate(preds) if not isinstance(p, AudioError)]
-        matches = match_to_candidates([preds[i] for i in good], labels, self.encoder.embed_text) if good else []
         out = list(preds)
-        for i, (best, scores) in zip(good, matches):
-            out[i] = {"label": labels[best], "scores": dict(zip(labels, scores)), "text": preds[i]}
+        for i, doc in zip(good, match_labels([preds[i] for i in good], labels, self.encoder.embed_text)):
+            out[i] = doc
         return _finish(out, _is_batch(audio))
 
     def choose(self, audio, question, choices, **gen):
         """MMAU-style multiple choice; the generated answer is mapped to one of the choices."""
-        from mats.matching import match_to_candidates
-
         _check_gen(gen)
         if isinstance(choices, str) or not choices or isinstance(choices[0], str):
             choices = check_candidates(choices, "choices")  # one list for every item
@@ -195,14 +210,10 @@ class Pipeline:
         prompts = [mcq_prompt(q, c) for q, c in zip(questions, choice_lists)]
         preds = self._generate(items, prompts, **gen)
         good = [i for i, p in enumerate(preds) if not isinstance(p, AudioError)]
-        matches = (
-            match_to_candidates([preds[i] for i in good], [choice_lists[i] for i in good], self.encoder.embed_text)
-            if good
-            else []
-        )
+        answers = match_choices([preds[i] for i in good], [choice_lists[i] for i in good], self.encoder.embed_text)
         out = list(preds)
-        for i, (best, _) in zip(good, matches):
-            out[i] = choice_lists[i][best]
+        for i, answer in zip(good, answers):
+            out[i] = answer
         return _finish(out, _is_batch(audio))
 
 

@@ -158,7 +158,7 @@ def test_field_limits(pipeline, demo_bytes):
     with make_client(pipeline, max_labels=3, max_choices=2, max_question_chars=10, max_files=2) as c:
         _error(c.post("/v1/classify", files=audio(demo_bytes), data={"labels": "a,b,c,d"}), 422, "limit is 3")
         _error(c.post("/v1/classify", files=audio(demo_bytes), data={"labels": "a"}), 422, "at least two")
-        _error(c.post("/v1/classify", files=audio(demo_bytes), data={"labels": "a,a"}), 422, "different")
+        _error(c.post("/v1/classify", files=audio(demo_bytes), data={"labels": "a,a"}), 422, "distinct")
         _error(
             c.post("/v1/choose", files=audio(demo_bytes), data={"question": "q", "choices": "a|b|c"}), 422, "limit is 2"
         )

@@ -90,13 +90,16 @@ def decode_upload(data: bytes, name: str, sample_rate: int, max_seconds: float) 
 
 
 def _split(text: str, sep: str, what: str, limit: int, max_chars: int) -> list[str]:
-    values = [x.strip() for x in text.split(sep) if x.strip()]
-    if len(values) < 2:
-        raise ServeError(422, f"{what}: give at least two, separated by {sep!r}")
+    """The API's candidate rules (mats.api.check_candidates: two or more, distinct), then the
+    server's own limits on how many and how long."""
+    from mats.api import check_candidates
+
+    try:
+        values = check_candidates(text.split(sep), what)
+    except ValueError as err:
+        raise ServeError(422, f"{what}: {err} (separated by {sep!r})") from None
     if len(values) > limit:
         raise ServeError(422, f"{what}: {len(values)} given, the limit is {limit}")
-    if len(set(values)) != len(values):
-        raise ServeError(422, f"{what}: each must be different")
     if any(len(v) > max_chars for v in values):
         raise ServeError(422, f"{what}: one is over {max_chars} characters")
     return values

@@ -4,7 +4,7 @@ Every verb is generation with an instruction (ask: the question; caption and cla
 instructions; choose: the MMAU prompt), so one batch may mix verbs: the audio of all jobs is
 embedded together, projected by Santa together and answered by one batched `generate`. Then each
 job's text is finished as its verb says (classify and choose match it to their candidates), as
-`mats.api.Pipeline` does for the CLI.
+`mats.api.Pipeline` does for the CLI (with the same `match_labels` / `match_choices`).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def run_jobs(pipeline, jobs: list[Job]) -> list[list[dict[str, Any]]]:
     """One batched pass over the jobs; per job, one result dict per audio item:
     ask/choose {"answer"}, caption {"caption"}, classify {"label", "scores", "text"}; with
     {"santa": ...} added when the job asked for an explanation."""
-    from mats.matching import match_to_candidates
+    from mats.api import match_choices, match_labels
 
     model = pipeline.model
     rate = pipeline.encoder.sample_rate
@@ -79,14 +79,10 @@ def run_jobs(pipeline, jobs: list[Job]) -> list[list[dict[str, Any]]]:
         n = len(job.audio)
         preds = texts[start : start + n]
         if job.verb == "classify":
-            matches = match_to_candidates(preds, job.candidates, pipeline.encoder.embed_text)
-            docs = [
-                {"label": job.candidates[best], "scores": dict(zip(job.candidates, scores)), "text": pred}
-                for pred, (best, scores) in zip(preds, matches)
-            ]
+            docs = match_labels(preds, job.candidates, pipeline.encoder.embed_text)
         elif job.verb == "choose":
-            matches = match_to_candidates(preds, [job.candidates] * n, pipeline.encoder.embed_text)
-            docs = [{"answer": job.candidates[best], "text": pred} for pred, (best, _) in zip(preds, matches)]
+            answers = match_choices(preds, [job.candidates] * n, pipeline.encoder.embed_text)
+            docs = [{"answer": answer, "text": pred} for answer, pred in zip(answers, preds)]
         elif job.verb == "caption":
             docs = [{"caption": pred} for pred in preds]
         else:
