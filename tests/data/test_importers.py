@@ -428,3 +428,121 @@ def test_bench_lines_round_trip(tmp_path):
     assert len(rows) == 10
     write_jsonl(tmp_path / "esc.jsonl", rows)
     assert read_bench(tmp_path / "esc.jsonl") == rows
+
+
+def test_mmau_null_stays_null(tmp_path):
+    """A null sub-category (or other metadata) stays None, not the text "None"."""
+    items = json.loads((DATA / "mmau" / "mmau-test-mini.json").read_text())[:2]
+    items[0]["sub-category"] = None
+    items[1]["difficulty"] = None
+    path = tmp_path / "mmau.json"
+    path.write_text(json.dumps(items, indent=2))
+    rows = I.import_mmau_json(path, tmp_path, require_audio=False)
+    assert rows[0]["sub-category"] is None and rows[1]["difficulty"] is None
+    assert rows[1]["sub-category"] == items[1]["sub-category"] and rows[0]["difficulty"] == "medium"
+    write_jsonl(tmp_path / "back.jsonl", rows)
+    assert read_bench(tmp_path / "back.jsonl")[0]["sub-category"] is None
+
+
+def test_csv_errors_name_the_file_and_line(tmp_path):
+    """Bench importers too: "<file>:<line>", the line the row starts on."""
+    bad = tmp_path / "test.csv"
+    text = (DATA / "clotho" / "test.csv").read_text(encoding="utf-8")
+    bad.write_text(text + "x.wav,a,b,,d,e\n", encoding="utf-8")
+    n = text.count("\n") + 1
+    with pytest.raises(RecordError, match=f"^{bad}:{n}: empty 'caption_3'"):
+        I.import_clotho_bench(bad, "/no/audio", require_audio=False)
+    with pytest.raises(RecordError, match=f"^{bad}:{n}: empty 'caption_3'"):
+        I.import_clotho_csv(bad)
+    bad.write_bytes(b"file_name,caption_1,caption_2,caption_3,caption_4,caption_5\na,b,c,d,e,f\n\xff\xfe,x\n")
+    with pytest.raises(RecordError, match=f"^{bad}:3: not UTF-8"):
+        I.import_clotho_csv(bad)
+
+
+MUSICCAPS = DATA / "musiccaps" / "musiccaps-public.csv"
+
+
+def test_musiccaps_bench(tmp_path):
+    """One music_caption line per clip; ?split=eval keeps is_audioset_eval True (rows 0, 2, 4);
+    the audio found under the names MusicCaps downloaders write."""
+    table = csv_rows(MUSICCAPS)
+    (tmp_path / "wav").mkdir()
+    (tmp_path / "wav" / "[-0Gj8-vB1q4]-[30-40].wav").write_bytes(b"RIFF")  # huggingface-style name
+    (tmp_path / "wav" / "-8C-gydUbR8.flac").write_bytes(b"fLaC")
+    (tmp_path / "wav" / "YUfZP677y3Dc_30.wav").write_bytes(b"RIFF")  # AudioSet-style name
+    rows = I.import_musiccaps_bench(MUSICCAPS, tmp_path, require_audio=False)
+    assert [r["id"] for r in rows] == [f"{t['ytid']}_{t['start_s']}" for t in table]
+    assert [r["captions"] for r in rows] == [[t["caption"].strip()] for t in table]
+    assert all(validate_bench_line(r)["task"] == "music_caption" for r in rows)
+    assert rows[0]["audio"] == str((tmp_path / "wav" / "[-0Gj8-vB1q4]-[30-40].wav").resolve())
+    assert rows[2]["audio"] == str((tmp_path / "wav" / "-8C-gydUbR8.flac").resolve())
+    evals = I.import_musiccaps_bench(MUSICCAPS, tmp_path, split="eval")  # every eval clip's audio is here...
+    assert [r["id"] for r in evals] == ["-0Gj8-vB1q4_30", "-8C-gydUbR8_30", "UfZP677y3Dc_30"]
+    train = I.import_musiccaps_bench(MUSICCAPS, tmp_path, split="train", require_audio=False)
+    assert len(train) == 3 and {r["id"] for r in train}.isdisjoint(r["id"] for r in evals)
+    with pytest.raises(RecordError, match="3 of 3 audio files not found"):  # ...and no train clip's
+        I.import_musiccaps_bench(MUSICCAPS, tmp_path, split="train")
+    with pytest.raises(RecordError, match="unknown MusicCaps split 'test'"):
+        I.import_musiccaps_bench(MUSICCAPS, tmp_path, split="test")
+
+
+def test_musiccaps_bench_full_file():
+    path = shared_file("musiccaps/musiccaps-public.csv")
+    assert len(I.import_musiccaps_bench(path, "/no/audio", split="eval", require_audio=False)) == 2_858
+    assert len(I.import_musiccaps_bench(path, "/no/audio", require_audio=False)) == 5_521
+
+
+MATS_TEST = DATA / "mats" / "test.json"  # an official-format MATS test JSON (a list)
+
+
+def test_mats_bench(tmp_path):
+    """Each official task becomes our benchmark line: captions grouped per clip, classification
+    candidates per task string, QA with its answer type, an item with choices an mcq line."""
+    items = json.loads(MATS_TEST.read_text())
+    wav = tmp_path / items[0]["audio_id"]
+    wav.parent.mkdir(parents=True)
+    wav.write_bytes(b"RIFF")
+    rows = I.import_mats_bench(MATS_TEST, tmp_path, require_audio=False)
+    assert all(validate_bench_line(r) for r in rows)
+    assert [r["task"] for r in rows] == ["sound_caption"] + ["classification"] * 3 + [
+        "music_caption",
+        "aqa",
+        "aqa",
+        "mcq",
+    ]
+    cap = rows[0]
+    assert cap["audio"] == str(wav.resolve()) and cap["id"] == items[0]["audio_id"]
+    assert cap["captions"] == [o["output"] for o in items[:5]]  # the 5 items of one clip, in order
+    assert [r["label"] for r in rows[1:4]] == ["dog", "door wood knock", "train"]
+    assert all(r["labels"] == ["dog", "door wood knock", "train"] for r in rows[1:4])
+    assert (rows[5]["question"], rows[5]["answer"], rows[5]["answer_type"]) == ("Is a dog barking?", "no", "yes_no")
+    assert (rows[6]["answer"], rows[6]["answer_type"]) == ("people", "open")
+    mcq = rows[7]
+    assert (mcq["choices"], mcq["answer"]) == (["Man", "Woman", "Child", "Robot"], "Man")
+    assert mcq["question"] == "Based on the given audio, identify the source of the speaking voice."
+    with pytest.raises(RecordError, match="7 of 8 audio files not found"):
+        I.import_mats_bench(MATS_TEST, tmp_path)
+    # The {"annotation": [...]} layout and JSONL give the same lines.
+    (tmp_path / "ann.json").write_text(json.dumps({"annotation": items}, indent=2))
+    write_jsonl(tmp_path / "items.jsonl", items)
+    for other in ("ann.json", "items.jsonl"):
+        assert I.import_mats_bench(tmp_path / other, tmp_path, require_audio=False) == rows
+
+
+def test_mats_bench_errors(tmp_path):
+    items = json.loads(MATS_TEST.read_text())
+    path = tmp_path / "t.json"
+    cases = [
+        ({**items[0], "task": "speech_recognition"}, r"t.json: cannot map task value\(s\) \['speech_recognition'\]"),
+        ({k: v for k, v in items[0].items() if k != "audio_id"}, r"t.json: item 2 lacks \['audio_id'\]"),
+        ({**items[-1], "output": "Dog"}, r"t.json: item 2: output 'Dog' is not one of its choices"),
+        ({**items[-2], "instruction": ""}, r"t.json: item 2: an aqa item needs its question"),
+        ({**items[0], "output": " "}, r"t.json: item 2: empty 'output'"),
+    ]
+    for bad, message in cases:
+        path.write_text(json.dumps([items[0], bad]))
+        with pytest.raises(RecordError, match=message):
+            I.import_mats_bench(path, tmp_path, require_audio=False)
+    write_jsonl(tmp_path / "t.jsonl", [items[0], items[1], {**items[0], "task": "asr"}])
+    with pytest.raises(RecordError, match=r"t.jsonl:3: cannot map task value\(s\) \['asr'\]"):
+        I.import_mats_bench(tmp_path / "t.jsonl", tmp_path, require_audio=False)

@@ -89,3 +89,31 @@ def test_bad_specs():
         load_benchmark("clotho:/x/test.csv@/audio?folds=1")
     kind, meta, audio, opts = parse_spec("esc50:/a@b/esc50.csv@/audio?folds=3")
     assert (kind, meta, audio, opts) == ("esc50", Path("/a@b/esc50.csv"), Path("/audio"), {"folds": [3]})
+
+
+def test_specs_for_musiccaps_and_official_mats_test_json(tmp_path):
+    name, rows = load_benchmark(
+        f"musiccaps:{FIXTURE_DATA}/musiccaps/musiccaps-public.csv@{tmp_path}?split=eval", require_audio=False
+    )
+    assert name == "musiccaps:musiccaps-public" and len(rows) == 3
+    assert {r["task"] for r in rows} == {"music_caption"} and all(len(r["captions"]) == 1 for r in rows)
+    _, rows = load_benchmark(f"musiccaps:{FIXTURE_DATA}/musiccaps/musiccaps-public.csv@{tmp_path}", require_audio=False)
+    assert len(rows) == 6
+    name, rows = load_benchmark(f"mats:{FIXTURE_DATA}/mats/test.json@{tmp_path}", require_audio=False)
+    assert name == "mats:test" and len(rows) == 8
+    assert [r["task"] for r in rows].count("classification") == 3 and rows[0]["audio"].startswith(str(tmp_path))
+    with pytest.raises(BenchmarkError, match="8 of 8 audio files not found"):
+        load_benchmark(f"mats:{FIXTURE_DATA}/mats/test.json@{tmp_path}")
+
+
+def test_spec_options_per_kind():
+    with pytest.raises(BenchmarkError, match=r"unknown option 'folds' \(musiccaps takes \?split=eval\|train\)"):
+        load_benchmark("musiccaps:/x/m.csv@/audio?folds=1")
+    with pytest.raises(BenchmarkError, match=r"unknown option 'split' \(mats takes no options\)"):
+        load_benchmark("mats:/x/t.json@/audio?split=eval")
+    with pytest.raises(BenchmarkError, match=r"folds must look like 1,2, got 'a'"):
+        load_benchmark("esc50:/x/e.csv@/audio?folds=a")
+    with pytest.raises(BenchmarkError, match="unknown MusicCaps split 'dev'"):
+        load_benchmark(f"musiccaps:{FIXTURE_DATA}/musiccaps/musiccaps-public.csv@/audio?split=dev")
+    with pytest.raises(BenchmarkError, match="musiccaps:FILE@AUDIO_DIR, mats:FILE@AUDIO_DIR"):
+        load_benchmark("nothing-of-the-kind")

@@ -106,14 +106,18 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
-def read_audiotia(path: str | Path) -> list[AudioTIARecord]:
-    out = []
+def iter_audiotia(path: str | Path) -> Iterator[AudioTIARecord]:
+    """The records of an AudioTIA JSONL, read line by line (a file of millions of lines is never
+    held whole). Errors say "<file>:<line>: why"."""
     for n, obj in read_jsonl_lines(path):
         try:
-            out.append(AudioTIARecord(**{k: obj.get(k) for k in ("text", "instruction", "answer", "task")}))
+            yield AudioTIARecord(**{k: obj.get(k) for k in ("text", "instruction", "answer", "task")})
         except RecordError as err:
             raise RecordError(f"{path}:{n}: {err}") from None
-    return out
+
+
+def read_audiotia(path: str | Path) -> list[AudioTIARecord]:
+    return list(iter_audiotia(path))
 
 
 def validate_bench_line(obj: dict[str, Any], where: str = "") -> dict[str, Any]:

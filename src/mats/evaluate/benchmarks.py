@@ -13,12 +13,16 @@ Three ways to name a benchmark (`load_benchmark` tries them in this order):
        soundworld-aqa-open         DIR/bench/aqa_open.jsonl
        soundworld-mcq              DIR/bench/mcq.jsonl
 
-2. A spec for a real dataset's own files, KIND:METADATA@AUDIO_DIR:
+2. A spec for a real dataset's own files, KIND:METADATA@AUDIO_DIR[?OPTION=VALUE&...]:
 
        mmau:/data/mmau-test-mini.json@/data/mmau          (folder holding test-mini-audios/)
        clotho:/data/clotho/evaluation.csv@/data/clotho/evaluation
        audiocaps:/data/audiocaps/test.csv@/data/audiocaps/audio
        esc50:/data/esc50/meta/esc50.csv@/data/esc50/audio[?folds=1,2]
+       musiccaps:/data/musiccaps-public.csv@/data/musiccaps/audio[?split=eval|train]
+       mats:/data/AudioCaps_test.json@/data/root          (an official-format MATS test JSON,
+                                                           a list or {"annotation": [...]};
+                                                           audio_id under the official root)
 
 3. A path to a benchmark JSONL in the records format (records.read_bench).
 """
@@ -53,6 +57,19 @@ SPEC_KINDS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "clotho": importers.import_clotho_bench,
     "audiocaps": importers.import_audiocaps_bench,
     "esc50": importers.import_esc50_bench,
+    "musiccaps": importers.import_musiccaps_bench,
+    "mats": importers.import_mats_bench,
+}
+
+
+def _folds(value: str) -> list[int]:
+    return [int(f) for f in value.split(",") if f]
+
+
+# spec kind -> {option: (its form, parser of its value)}; the parsed value goes to the importer.
+SPEC_OPTIONS: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
+    "esc50": {"folds": ("1,2", _folds)},
+    "musiccaps": {"split": ("eval|train", str)},
 }
 
 
@@ -77,16 +94,18 @@ def benchmark_path(name: str, data: str | Path | None = None) -> Path:
 
 
 def _parse_options(kind: str, query: str) -> dict[str, Any]:
+    known = SPEC_OPTIONS.get(kind, {})
     options: dict[str, Any] = {}
     for part in filter(None, query.split("&")):
         key, _, value = part.partition("=")
-        if kind == "esc50" and key == "folds":
-            try:
-                options["folds"] = [int(f) for f in value.split(",") if f]
-            except ValueError:
-                raise BenchmarkError(f"{kind}: folds must be integers, got {value!r}") from None
-        else:
-            raise BenchmarkError(f"{kind}: unknown option {key!r} (esc50 takes ?folds=1,2)")
+        if key not in known:
+            takes = " or ".join(f"?{k}={form}" for k, (form, _) in known.items()) or "no options"
+            raise BenchmarkError(f"{kind}: unknown option {key!r} ({kind} takes {takes})")
+        form, parse = known[key]
+        try:
+            options[key] = parse(value)
+        except ValueError:
+            raise BenchmarkError(f"{kind}: {key} must look like {form}, got {value!r}") from None
     return options
 
 
