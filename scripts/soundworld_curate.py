@@ -8,10 +8,14 @@ excluded. Statistics exclude silence and too-short blips automatically.
 
 Run once after unpacking all packages (the build does it):
     .venv/bin/python scripts/soundworld_curate.py [CACHE]
+or for some packages only, keeping the others' entries as they are:
+    .venv/bin/python scripts/soundworld_curate.py --packages 0ad-data
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import re
 import sys
@@ -201,6 +205,28 @@ TUXPAINT_OTHER = {
     "vehicles/emergency/firetruck": ("siren", "alarm", "a fire truck driving by with its siren wailing"),
 }
 
+# 0ad-data's footsteps: the surface in the file name -> where the steps fall
+SURFACES = {
+    "sand": "on sand",
+    "grass": "on grass",
+    "gravel": "on gravel",
+    "rock": "on rock",
+    "wood": "on wooden boards",
+    "snow": "in snow",
+}
+
+
+def footstep_rules() -> list[tuple[str, str, str, str]]:
+    """Walking and running loops (actor/human/movement/Footsteps/) and single steps (singlesteps/)."""
+    out = []
+    for surface, where in SURFACES.items():
+        base = r"0ad/actor/human/movement/footsteps/fo\w*step_" + surface
+        out.append((base + "_running$", "footsteps", "human", f"someone running {where}"))
+        out.append((base + "_walking$", "footsteps", "human", f"footsteps walking {where}"))
+        out.append((r"0ad/actor/singlesteps/fs_" + surface, "footsteps", "human", f"a footstep {where}"))
+    return out
+
+
 # Regex rules for the packages without one description per file: (pattern, label, category, description)
 RULES: list[tuple[str, str | None, str, str]] = [
     # --- wesnoth: keep real-world sounds, drop fantasy voices, spells and interface sounds
@@ -388,7 +414,127 @@ RULES: list[tuple[str, str | None, str, str]] = [
     (r"lincity/Fire\d$", "fire", "nature", "a fire burning"),
     (r"lincity/Water\d$", "water", "water", "water flowing"),
     (r"lincity/", X, "", "game building ambience whose content its name does not say"),
+    # --- 0ad-data (the audio/ folder of public.zip): folders say what a sound is, file names the take
+    (r"0ad/interface/", X, "", "game interface cue (alert, building selected or completed)"),
+    (r"0ad/music/Taiko_\d$", "taiko drum", "musical instrument", "taiko drums being played"),
+    (r"0ad/music/", X, "", "soundtrack piece: its title names no instrument or sound"),
+    (r"0ad/actor/fauna/animal/cattle_", "cow", "animal", "cattle mooing"),
+    (r"0ad/actor/fauna/animal/chicken_", "chicken", "animal", "chickens clucking"),
+    (r"0ad/actor/fauna/animal/elephant_", "elephant", "animal", "an elephant trumpeting"),
+    (r"0ad/actor/fauna/animal/flamingo_", "bird", "animal", "flamingos honking"),
+    (r"0ad/actor/fauna/animal/horse_(death|attack)", "horse", "animal", "a horse whinnying"),
+    (r"0ad/actor/fauna/animal/horse_", "horse", "animal", "a horse neighing and snorting"),
+    (r"0ad/actor/(fauna|mounted)/death/death_horse_", "horse", "animal", "a horse whinnying in distress"),
+    (r"0ad/actor/mounted/movement/mstep", "horse galloping", "animal", "horse hooves clopping"),
+    (r"0ad/actor/fauna/animal/lion_", "lion", "animal", "a lion roaring"),
+    (r"0ad/actor/fauna/animal/peacock_", "peacock", "animal", "a peacock calling"),
+    (r"0ad/actor/fauna/animal/pig_(death|squeal)", "pig", "animal", "a pig squealing"),
+    (r"0ad/actor/fauna/animal/pig_", "pig", "animal", "a pig grunting"),
+    (r"0ad/actor/fauna/animal/sheep_", "sheep", "animal", "a sheep bleating"),
+    (r"0ad/actor/fauna/(animal|death|movement)/(death_)?camel_", "camel", "animal", "a camel grunting"),
+    (r"0ad/actor/fauna/death/goat_", "goat", "animal", "a goat bleating"),
+    (r"0ad/actor/fauna/death/animal_death_generic", X, "", "generic animal death cry: the species is not named"),
+    (r"0ad/voice/global/civ_dog_", "dog", "animal", "a dog barking"),
+    *footstep_rules(),
+    (r"0ad/actor/human/movement/hstep_dirt_", "footsteps", "human", "footsteps walking on dirt"),
+    (r"0ad/actor/human/movement/hstep_run_dirt_", "footsteps", "human", "someone running on dirt"),
+    (r"0ad/actor/human/death/male_death_", "man shouting", "human", "a man crying out in pain"),
+    (r"0ad/actor/human/death/female_death_", "woman screaming", "human", "a woman crying out in pain"),
+    (r"0ad/actor/human/death/", X, "", "death cry whose speaker is not named"),
+    # the voices: short orders in four languages; labelled as speech by a man or a woman (the words are
+    # in ancient languages the captions cannot quote)
+    (r"0ad/voice/greek/civ/civ_male_", "man speaking", "human", "a man saying a short phrase in Ancient Greek"),
+    (r"0ad/voice/greek/civ/civ_female_", "woman speaking", "human", "a woman saying a short phrase in Ancient Greek"),
+    (r"0ad/voice/latin/civ/civ_male_", "man speaking", "human", "a man saying a short phrase in Latin"),
+    (r"0ad/voice/latin/civ/civ_female_", "woman speaking", "human", "a woman saying a short phrase in Latin"),
+    (r"0ad/voice/persian/civ/civ_male_", "man speaking", "human", "a man saying a short phrase in Old Persian"),
+    (r"0ad/voice/persian/civ/civ_female_", "woman speaking", "human", "a woman saying a short phrase in Old Persian"),
+    (
+        r"0ad/voice/napatan/civ/civ_male_",
+        "man speaking",
+        "human",
+        "a man saying a short phrase in an ancient Nubian language",
+    ),
+    (
+        r"0ad/voice/napatan/civ/civ_female_",
+        "woman speaking",
+        "human",
+        "a woman saying a short phrase in an ancient Nubian language",
+    ),
+    (r"0ad/actor/gate/stonegate_open_", "door", "household", "a heavy stone gate grinding open"),
+    (r"0ad/actor/gate/stonegate_close_", "door", "household", "a heavy stone gate grinding shut"),
+    (r"0ad/actor/ship/(ship_move|smove_|warship_move_)", "boat", "vehicle", "a wooden ship moving through the water"),
+    (r"0ad/actor/ship/warship_death_", "crash", "impact", "a wooden ship breaking apart"),
+    (r"0ad/attack/siege/(ballist_|onager_shooting)", "catapult", "weapon", "a siege engine firing"),
+    (r"0ad/attack/siege/ram_attack$", "hit", "impact", "a battering ram pounding a gate"),
+    (r"0ad/attack/siege/(ram_move|onager_moving)", "creaking", "vehicle", "a wooden siege engine creaking as it rolls"),
+    (r"0ad/(attack/siege/(ram_attack_order|siege_select)|actor/ship/ship_select)", X, "", "order or selection cue"),
+    (
+        r"0ad/attack/destruction/building_collapse_",
+        "crash",
+        "impact",
+        "a building collapsing with a crash of stone and timber",
+    ),
+    (r"0ad/attack/destruction/explode_debris_", "explosion", "impact", "an explosion scattering debris"),
+    (r"0ad/attack/fire/", "fire", "nature", "a fire burning and crackling"),
+    (r"0ad/attack/impact/arrow_metal_", "metal clang", "impact", "an arrow striking metal"),
+    (r"0ad/attack/impact/arrow_dirt_", "hit", "impact", "an arrow thudding into the ground"),
+    (r"0ad/attack/impact/arrow_stone_", "hit", "impact", "an arrow hitting stone"),
+    (r"0ad/attack/impact/arrow_wood_", "hit", "impact", "an arrow thudding into wood"),
+    (r"0ad/attack/impact/arrow_\d", "hit", "impact", "an arrow striking its target"),
+    (r"0ad/attack/impact/flesh", "hit", "impact", "a blow landing with a dull thud"),
+    (r"0ad/attack/impact/shield_metal_", "metal clang", "impact", "a blow clanging on a metal shield"),
+    (r"0ad/attack/impact/shield_wood_", "hit", "impact", "a blow thudding on a wooden shield"),
+    (r"0ad/attack/impact/siegeprojectilehit_", "crash", "impact", "a catapult stone smashing into a wall"),
+    (r"0ad/attack/impact/sling_metal_", "metal clang", "impact", "a sling stone striking metal"),
+    (r"0ad/attack/impact/sling_(stone|wood)_", "hit", "impact", "a sling stone striking"),
+    (r"0ad/attack/weapon/musket_", "gunshot", "weapon", "an old musket firing"),
+    (r"0ad/attack/weapon/arrowfly_", "whoosh", "weapon", "an arrow whooshing past"),
+    (r"0ad/attack/weapon/bow_attack_", "bow and arrow", "weapon", "an arrow shot from a bow"),
+    (r"0ad/attack/weapon/jav_attack_", "whoosh", "weapon", "a javelin thrown through the air"),
+    (r"0ad/attack/weapon/(pike|spear)_attack_", "hit", "impact", "a spear thrust striking"),
+    (r"0ad/attack/weapon/sling_", "whoosh", "weapon", "a sling whirling and loosing a stone"),
+    (r"0ad/attack/weapon/sword_attack_", "sword", "weapon", "a sword swung and striking"),
+    (r"0ad/attack/weapon/swordhit_", "sword", "weapon", "swords clashing"),
+    (r"0ad/ambient/building/amb_trade_", "crowd", "human", "a busy market with people talking"),
+    (r"0ad/ambient/building/", X, "", "building ambience: a mix of sounds its name does not list"),
+    (r"0ad/ambient/dayscape/day_temperate_", "birds chirping", "animal", "birds singing in the countryside"),
+    (r"0ad/ambient/dayscape/day_tropical_", "birds chirping", "animal", "tropical birds and insects calling"),
+    (r"0ad/ambient/water/river_slow_", "river", "water", "a slow river flowing gently"),
+    (r"0ad/ambient/water/river_med_", "river", "water", "a river flowing"),
+    (r"0ad/ambient/water/river_fast_", "river", "water", "a fast river rushing over stones"),
+    (r"0ad/ambient/water/river_raging_", "river", "water", "a raging river roaring"),
+    (r"0ad/ambient/water/waterfall_", "waterfall", "water", "a waterfall pouring"),
+    (r"0ad/ambient/water/wave_", "ocean waves", "nature", "waves washing onto a beach"),
+    (r"0ad/ambient/water/wavecrash_", "ocean waves", "nature", "waves crashing on the shore"),
+    (r"0ad/ambient/water/waverocky_", "ocean waves", "nature", "waves breaking on rocks"),
+    (r"0ad/ambient/weather/rain_", "rain", "nature", "rain falling steadily"),
+    (r"0ad/ambient/weather/snowstorm_", "wind", "nature", "a snowstorm howling"),
+    (r"0ad/ambient/weather/thunder_", "thunder", "nature", "thunder rolling"),
+    (r"0ad/ambient/weather/windgust_", "wind", "nature", "a gust of wind"),
+    (r"0ad/ambient/weather/windleaves_", "wind", "nature", "wind rustling the leaves"),
+    (r"0ad/ambient/weather/windstorm_", "wind", "nature", "a windstorm howling"),
+    (r"0ad/ambient/weather/wind_", "wind", "nature", "wind blowing"),
+    (r"0ad/resource/\w+/\w*expire_", X, "", "game cue: a resource used up"),
+    (r"0ad/resource/construction/con_saw_", "sawing", "tools", "a hand saw cutting wood"),
+    (r"0ad/resource/construction/con_stone_", "hammering", "tools", "a mason chiselling stone"),
+    (r"0ad/resource/construction/con_wood_", "hammering", "tools", "hammering on wood"),
+    (r"0ad/resource/farming/hoe_", "digging", "tools", "a hoe digging into the soil"),
+    (r"0ad/resource/foraging/leaves_", "rustling leaves", "nature", "leaves rustling as berries are picked"),
+    (r"0ad/resource/gathering/gather_field_", "harvesting", "tools", "grain being cut with a sickle"),
+    (r"0ad/resource/gathering/gather_fruit_", "rustling leaves", "nature", "fruit being picked from a rustling bush"),
+    (r"0ad/resource/gathering/gather_meat_", "chopping meat", "household", "meat being chopped with a knife"),
+    (r"0ad/resource/lumbering/lumber_tree_", "chopping wood", "tools", "an axe chopping into a tree"),
+    (r"0ad/resource/mining/mine_metal_", "mining", "tools", "a pickaxe striking metal ore"),
+    (r"0ad/resource/mining/mine_stone_", "mining", "tools", "a pickaxe chipping stone"),
+    (r"0ad/", X, "", "no curation rule for this game sound"),
 ]
+
+# Packages whose recordings are checked for repeats: a recording whose decoded audio equals an
+# earlier one's (0ad-data stores some sounds twice, e.g. under fauna/death and mounted/death) is
+# excluded, so one sound cannot land in both splits. The packages curated before this check keep
+# their curation as it was.
+DEDUPE_PACKAGES = {"0ad-data"}
 
 
 def stats(path: str) -> dict:
@@ -432,11 +578,18 @@ def rule_for(r: sources.RawSource):
     return None, "no curation rule"
 
 
-def main() -> None:
-    cache = Path(sys.argv[1]) if len(sys.argv) > 1 else sources.default_cache()
+def audio_digest(path: str) -> str:
+    """A hash of the decoded samples and rate: equal for files that differ only in their tags."""
+    x, sr = sf.read(path, always_2d=True, dtype="float32")
+    return hashlib.sha1(np.ascontiguousarray(x).tobytes() + str(sr).encode()).hexdigest()
+
+
+def curate(packages: list[str], cache: Path) -> tuple[dict, dict]:
+    """(entries, excluded) for the recordings of `packages`, keyed by recording id."""
     entries, excluded = {}, {}
-    for pkg in sources.PACKAGES:
+    for pkg in packages:
         root = sources.fetch_package(pkg, cache)
+        first_of: dict[str, str] = {}  # audio digest -> first recording id with it
         for r in sources.list_raw(pkg, root):
             try:
                 st = stats(r.path)
@@ -447,6 +600,10 @@ def main() -> None:
                 }
                 continue
             value, reason = rule_for(r)
+            if value is not None and pkg in DEDUPE_PACKAGES:
+                first = first_of.setdefault(audio_digest(r.path), r.id)
+                if first != r.id:
+                    value, reason = None, f"same audio as {first}"
             if value is not None and st["rms_db"] < -60:
                 value, reason = None, f"silent (RMS {st['rms_db']} dBFS)"
             elif value is not None and st["active_s"] < 0.1:
@@ -463,6 +620,27 @@ def main() -> None:
                 "hint": r.hint[:120],
                 **st,
             }
+    return entries, excluded
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("cache", nargs="?", type=Path, default=None, help="SoundWorld cache (default: MATS_CACHE)")
+    ap.add_argument(
+        "--packages",
+        nargs="+",
+        choices=list(sources.PACKAGES),
+        help="re-curate only these packages; the other packages' entries in curated.json are kept",
+    )
+    args = ap.parse_args()
+    cache = args.cache or sources.default_cache()
+    packages = args.packages or list(sources.PACKAGES)
+    entries, excluded = curate(packages, cache)
+    if args.packages and OUT.is_file():
+        old = json.loads(OUT.read_text())
+        for key, new in (("recordings", entries), ("excluded", excluded)):
+            kept = {k: v for k, v in old[key].items() if v["source_package"] not in packages}
+            new.update(kept)
     OUT.write_text(json.dumps({"recordings": entries, "excluded": excluded}, indent=1, sort_keys=True) + "\n")
     print(f"{len(entries)} curated, {len(excluded)} excluded -> {OUT}")
 

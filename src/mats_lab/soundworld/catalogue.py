@@ -10,6 +10,7 @@ Three kinds of recording:
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,6 +233,16 @@ def load_curated() -> dict:
     return json.loads(CURATED.read_text())
 
 
+def zeroad_group(rec_id: str) -> str:
+    """The split group of a 0ad-data recording: one speaker (a language's male or female voice)
+    is one group, like an espeak-ng voice; "swordhit_10a"/"swordhit_10b" are edits of take
+    "swordhit_10" and go with it; any other recording is its own group."""
+    voice = re.match(r"0ad/voice/(\w+)/civ/civ_(male|female)_", rec_id)
+    if voice:
+        return f"0ad-voice/{voice[1]}/{voice[2]}"
+    return re.sub(r"(_\d+)[a-z]$", r"\1", rec_id)
+
+
 def package_recordings(packages: list[str], cache: Path, progress: bool) -> list[Recording]:
     curated = load_curated()["recordings"]
     out = []
@@ -251,6 +262,8 @@ def package_recordings(packages: list[str], cache: Path, progress: bool) -> list
             if pkg == "openttd-opensfx" and 'Original "' in r.hint:
                 # two opensfx entries edited from one original file (e.g. "Wind"/"Heavy wind") share a split
                 group = "opensfx-orig/" + r.hint.split('Original "', 1)[1].split('"', 1)[0]
+            elif pkg == "0ad-data":
+                group = zeroad_group(r.id)
             out.append(
                 Recording(r.id, pkg, kind, c["label"], c["category"], c["description"], group, [Clip(str(dest), dur)])
             )

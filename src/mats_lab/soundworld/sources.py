@@ -4,6 +4,12 @@ Each package is fetched with `apt-get download` and unpacked with `dpkg-deb -x` 
 install). `list_raw(package, root)` walks an unpacked package and returns one `RawSource` per
 recording, with a `hint` (the package's own description of it) that the curation step reads.
 Package layouts were found by unpacking them (see DESIGN §2).
+
+0ad-data is the exception: its .deb (1.4 GB) unpacks to 3.2 GB, almost all of it one
+`public.zip` of game data. Only that member is streamed out of the .deb, only the zip's audio/
+members are written out (zipfile, never the whole zip), and the zip is deleted again: the cache
+keeps the .deb and ~280 MB of .ogg files. Its audio is (C) Wildfire Games, CC BY-SA 3.0
+(audio/LICENSE.txt, kept next to the files). Only the `full` profile lists it.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ import re
 import shutil
 import struct
 import subprocess
+import tarfile
 import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +40,7 @@ PACKAGES: dict[str, str] = {
     "sonic-pi-samples": "sonicpi",
     "hydrogen-drumkits": "hydrogen",
     "lincity-ng-data": "lincity",
+    "0ad-data": "0ad",
 }
 SOUNDFONT_PACKAGE = "fluid-soundfont-gm"
 SYSTEM_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -61,6 +71,10 @@ def _run(cmd: list[str], cwd: Path | None = None) -> None:
         raise SourceError(f"{' '.join(cmd)} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
 
 
+def _dpkg_unpack(deb: Path, root: Path) -> None:
+    _run(["dpkg-deb", "-x", str(deb), str(root)])
+
+
 def fetch_package(package: str, cache: Path) -> Path:
     """Download and unpack `package` into cache/pkgs/<package>; reuse it when already there."""
     root = cache / "pkgs" / package
@@ -85,9 +99,76 @@ def fetch_package(package: str, cache: Path) -> Path:
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    _run(["dpkg-deb", "-x", str(found[-1]), str(root)])
+    UNPACKERS.get(package, _dpkg_unpack)(found[-1], root)
     done.write_text(found[-1].name + "\n")
     return root
+
+
+# --- 0ad-data: the audio/ members of public.zip -------------------------------------------------
+
+ZEROAD_ZIP = "usr/share/games/0ad/mods/public/public.zip"
+ZEROAD_AUDIO = "audio/"
+
+
+def _stream_member(deb: Path, member: str, dest: Path) -> None:
+    """Copy one file of the .deb's data tarball to dest, reading the tarball as a stream: nothing
+    else in it is written to disk."""
+    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    found = False
+    try:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for info in tar:
+                if info.isfile() and info.name.removeprefix("./") == member:
+                    src = tar.extractfile(info)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                    found = True
+                    break
+    except tarfile.TarError as err:
+        raise SourceError(f"{deb}: unreadable data tarball ({err})") from None
+    finally:
+        proc.stdout.close()
+        proc.kill()  # stop decompressing the rest of the tarball
+        proc.wait()
+        why = proc.stderr.read().decode(errors="replace").strip()[-300:]
+        proc.stderr.close()
+    if not found:
+        raise SourceError(f"{deb}: {member} not found in its data tarball {why}".rstrip())
+
+
+def extract_audio_members(zip_path: Path, dest: Path, prefix: str = ZEROAD_AUDIO) -> list[str]:
+    """Write the zip's members under `prefix` that are audio files (and LICENSE.txt) below dest,
+    keeping their paths; returns the member names written. Other members are never read."""
+    written = []
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            name = info.filename
+            keep = name.lower().endswith(AUDIO_EXT) or name == prefix + "LICENSE.txt"
+            if info.is_dir() or not name.startswith(prefix) or not keep:
+                continue
+            target = (dest / name).resolve()
+            if dest.resolve() not in target.parents:
+                raise SourceError(f"{zip_path}: member {name!r} would be written outside {dest}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            written.append(name)
+    if not written:
+        raise SourceError(f"{zip_path}: no audio members under {prefix}")
+    return written
+
+
+def _unpack_0ad(deb: Path, root: Path) -> None:
+    zip_path = root / "public.zip"
+    try:
+        _stream_member(deb, ZEROAD_ZIP, zip_path)
+        extract_audio_members(zip_path, root)
+    finally:
+        zip_path.unlink(missing_ok=True)  # 3.2 GB; the .deb stays in the cache to redo this
+
+
+UNPACKERS: dict[str, Callable[[Path, Path], None]] = {"0ad-data": _unpack_0ad}
 
 
 def soundfont_path(cache: Path) -> Path:
@@ -217,6 +298,7 @@ LISTERS = {
     "sonic-pi-samples": _by_files("sonic-pi-samples", "sonicpi", "samples"),
     "hydrogen-drumkits": _hydrogen,
     "lincity-ng-data": _by_files("lincity-ng-data", "lincity", "sounds"),
+    "0ad-data": _by_files("0ad-data", "0ad", "audio"),
 }
 
 

@@ -93,12 +93,27 @@ MASS_NOUNS = {
     "electric sparks",
     "ocean waves",
     "birds chirping",
+    # 0ad-data's labels ("the sound of rain", never "a rain")
+    "rain",
+    "footsteps",
+    "rustling leaves",
+    "chopping meat",
 }
 QUESTION_CATS = {"animal": "animal", "musical instrument": "instrument", "vehicle": "vehicle"}
 
 
 def article(noun: str) -> str:
     return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def is_mass(label: str) -> bool:
+    """A label that takes no article: "the sound of slurping", "... of fireworks"."""
+    return label.endswith("ing") or label in MASS_NOUNS
+
+
+def label_noun(label: str) -> str:
+    """The label as a noun phrase: "a dog", but "rain" and "hammering" bare."""
+    return label if is_mass(label) else article(label)
 
 
 def cap(s: str) -> str:
@@ -112,9 +127,8 @@ def event_phrase(e: Event, rng: np.random.Generator) -> str:
         return pick(rng, [f'a {who} saying "{said}"', f'a {who} speaking the words "{said}"', f'a {who} says "{said}"'])
     if e.kind == "music":
         return pick(rng, [article(e.label) + " playing", "the sound of " + article(e.label), article(e.label)])
-    mass = e.label.endswith("ing") or e.label in MASS_NOUNS  # "the sound of slurping", "... of fireworks"
-    options = [e.description, e.description, "the sound of " + (e.label if mass else article(e.label))]
-    if not mass:
+    options = [e.description, e.description, "the sound of " + label_noun(e.label)]
+    if not is_mass(e.label):
         options.append(article(e.label) + " " + pick(rng, ["noise", "sound"]))
     return pick(rng, options)
 
@@ -202,11 +216,11 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
 def label_description(label: str, category: str, descriptions: list[str], rng: np.random.Generator) -> str:
     """A description written from a class label (paper: GPT wrote these; here templates over the
     catalogue's own one-line descriptions)."""
-    d = pick(rng, descriptions) if descriptions else article(label)
+    d = pick(rng, descriptions) if descriptions else label_noun(label)
     cat = "" if category in ("", "musical instrument") else category
     options = [
         cap(d) + ".",
-        f"The sound of {article(label)}.",
+        f"The sound of {label_noun(label)}.",
         f"A recording of {d}.",
         f"This is the sound of {d}.",
         cap(f"{d}, a typical {label} sound."),
@@ -262,9 +276,9 @@ def qa_items(scene: Scene, vocab: dict[str, list[str]], rng: np.random.Generator
                 "question": pick(
                     rng,
                     [
-                        f"Is there {article(e.label)} in the recording?",
-                        f"Can you hear {article(e.label)}?",
-                        f"Does the audio contain {article(e.label)} sound?",
+                        f"Is there {label_noun(e.label)} in the recording?",
+                        f"Can you hear {label_noun(e.label)}?",
+                        f"Does the audio contain {label_noun(e.label)} sound?",
                     ],
                 ),
                 "answer": "yes",
@@ -280,7 +294,7 @@ def qa_items(scene: Scene, vocab: dict[str, list[str]], rng: np.random.Generator
         out.append(
             {
                 "question": pick(
-                    rng, [f"Is there {article(absent)} in the recording?", f"Can you hear {article(absent)}?"]
+                    rng, [f"Is there {label_noun(absent)} in the recording?", f"Can you hear {label_noun(absent)}?"]
                 ),
                 "answer": "no",
                 "answer_type": "yes_no",
