@@ -1,48 +1,169 @@
+import json
+
 import numpy as np
+import pytest
 import torch
 
-from mats.cache import cached_text_embeddings
+from mats.cache import (
+    CachedRows,
+    EmbeddingStore,
+    cached_text_embeddings,
+    embed_texts,
+    fill,
+    text_digests,
+    text_key,
+    text_store,
+)
 
 
 class CountingEncoder:
     dim = 3
+    batch_size = 4
 
     def __init__(self):
         self.seen = []
+        self.calls = []
 
     def fingerprint(self):
         return "f" * 64
 
     def embed_text(self, texts):
         self.seen += list(texts)
+        self.calls.append(len(texts))
         return torch.tensor([[len(t), t.count("a"), 1.0] for t in texts])
 
 
 def test_only_new_texts_are_embedded_and_rows_follow_the_request(tmp_path):
     enc = CountingEncoder()
     a = cached_text_embeddings(enc, ["a cat", "dog", "a cat"], tmp_path)
-    assert sorted(enc.seen) == ["a cat", "dog"]  # each distinct text once
+    assert set(enc.seen) == {"a cat", "dog"}  # each distinct text once (and copies filling the batch)
     assert torch.equal(a[0], a[2]) and torch.equal(a[1], torch.tensor([3.0, 0.0, 1.0]))
     enc.seen.clear()
     b = cached_text_embeddings(enc, ["rain", "dog", "a cat"], tmp_path)
-    assert enc.seen == ["rain"]
+    assert set(enc.seen) == {"rain"}
     assert torch.equal(b[1:], a[[1, 0]])
 
 
-def test_a_torn_store_is_rebuilt(tmp_path):
+class BatchSensitiveEncoder(CountingEncoder):
+    """A row's value changes with the batch's size, as real encoders' last bits do."""
+
+    def embed_text(self, texts):
+        return super().embed_text(texts) + 1e-3 * len(texts)
+
+
+def test_a_texts_embedding_does_not_depend_on_the_texts_embedded_with_it(tmp_path):
+    enc = BatchSensitiveEncoder()
+    texts = ["a cat", "dog", "rain falls", "a car", "birds", "x"]
+    together = embed_texts(enc, texts)
+    alone = torch.cat([embed_texts(enc, [t]) for t in texts])
+    assert torch.equal(together, alone)
+    assert set(enc.calls) == {enc.batch_size}  # every call a full batch
+    # Through the cache: filled one text at a time, or all at once, the same rows.
+    for t in texts[:3]:
+        cached_text_embeddings(enc, [t], tmp_path / "a")
+    assert torch.equal(cached_text_embeddings(enc, texts, tmp_path / "a"), together)
+    assert torch.equal(cached_text_embeddings(enc, texts[::-1], tmp_path / "b"), together.flip(0))
+
+
+def test_rows_live_in_memory_mapped_shards_found_by_key(tmp_path):
+    enc = CountingEncoder()
+    cached_text_embeddings(enc, ["x", "yy"], tmp_path)
+    cached_text_embeddings(enc, ["zzz", "x"], tmp_path)
+    store = text_store(enc, tmp_path)
+    assert len(store.shards) == 2 and len(store) == 3  # append-only: the second run added one row
+    assert all(isinstance(s.emb, np.memmap) and isinstance(s.keys, np.memmap) for s in store.shards)
+    rows = CachedRows(store, text_digests(["zzz", "x", "zzz"]))
+    assert torch.equal(rows[[0, 1, 2]][:, 0], torch.tensor([3.0, 1.0, 3.0]))
+    shard, _ = store.locate(text_digests(["nope"]))
+    assert shard.tolist() == [-1]
+    with pytest.raises(KeyError, match="not in the store"):
+        CachedRows(store, text_digests(["nope"]))
+
+
+@pytest.mark.parametrize("tear", ["cut rows", "no keys"])
+def test_a_torn_shard_is_ignored_and_its_rows_redone(tmp_path, tear):
     enc = CountingEncoder()
     cached_text_embeddings(enc, ["x", "y"], tmp_path)
     store = next(tmp_path.iterdir())
-    np.save(store / "embeddings.npy", np.zeros((1, 3), np.float32))  # index says 2 rows
+    emb = next(store.glob("*.emb.npy"))
+    if tear == "cut rows":  # the rows file shorter than its header says
+        emb.write_bytes(emb.read_bytes()[:-4])
+    else:  # killed between the two renames: rows without the keys that commit them
+        next(store.glob("*.keys.npy")).unlink()
     enc.seen.clear()
     out = cached_text_embeddings(enc, ["x", "y"], tmp_path)
-    assert sorted(enc.seen) == ["x", "y"] and out.shape == (2, 3)
+    assert set(enc.seen) == {"x", "y"} and out.shape == (2, 3)
+    assert torch.equal(out[:, 0], torch.tensor([1.0, 1.0]))
+
+
+def test_an_interrupted_fill_continues_after_its_last_complete_chunk(tmp_path):
+    store = EmbeddingStore(tmp_path, 3)
+    texts = [f"text {i}" for i in range(10)]
+    keys = text_digests(texts)
+    order = np.argsort(keys)
+    keys, texts = keys[order], [texts[i] for i in order]
+    done = []
+
+    def dies_at_third_chunk(xs, bar):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(list(xs))
+        return torch.ones(len(xs), 3)
+
+    with pytest.raises(KeyboardInterrupt):
+        fill(store, keys, texts, dies_at_third_chunk, chunk=3)
+    assert len(EmbeddingStore(tmp_path, 3)) == 6  # two chunks of 3 kept
+    redone = []
+    fill(store, keys, texts, lambda xs, bar: redone.append(list(xs)) or torch.ones(len(xs), 3), chunk=3)
+    assert sorted(x for c in redone for x in c) == sorted(texts[6:])
+
+
+def test_processes_split_the_texts_by_position(tmp_path):
+    texts = [f"t{i}" for i in range(7)]
+    keys = np.sort(text_digests(texts))
+    item = {k: t for k, t in zip(text_digests(texts), texts)}
+    items = [item[k] for k in keys]
+    computed = {}
+    for rank in range(3):
+        store = EmbeddingStore(tmp_path, 3)
+        fill(
+            store,
+            keys,
+            items,
+            lambda xs, bar, r=rank: computed.setdefault(r, list(xs)) and torch.zeros(len(xs), 3),
+            rank,
+            3,
+        )
+    assert {r: len(xs) for r, xs in computed.items()} == {0: 3, 1: 2, 2: 2}
+    assert sorted(x for xs in computed.values() for x in xs) == sorted(texts)  # each text once
+    assert len(EmbeddingStore(tmp_path, 3)) == 7
+
+
+def test_an_old_single_file_store_is_read_and_migrated(tmp_path):
+    enc = CountingEncoder()
+    root = tmp_path / ("f" * 32)
+    root.mkdir()
+    (root / "index.json").write_text(json.dumps([text_key("x"), text_key("yy")]))
+    np.save(root / "embeddings.npy", np.array([[7.0, 0, 0], [8.0, 0, 0]], np.float32))
+    out = cached_text_embeddings(enc, ["yy", "x"], tmp_path)
+    assert enc.seen == [] and out[:, 0].tolist() == [8.0, 7.0]
+    assert not (root / "index.json").exists() and len(list(root.glob("*.keys.npy"))) == 1
+
+
+def test_an_old_torn_store_is_dropped(tmp_path):
+    enc = CountingEncoder()
+    root = tmp_path / ("f" * 32)
+    root.mkdir()
+    (root / "index.json").write_text(json.dumps(["ab" * 32, "cd" * 32]))
+    np.save(root / "embeddings.npy", np.zeros((1, 3), np.float32))  # index says 2 rows
+    out = cached_text_embeddings(enc, ["x", "y"], tmp_path)
+    assert set(enc.seen) == {"x", "y"} and out.shape == (2, 3)
 
 
 def test_no_cache_dir_embeds_directly(tmp_path):
     enc = CountingEncoder()
     cached_text_embeddings(enc, ["x", "x"], None)
-    assert enc.seen == ["x", "x"] and not any(tmp_path.iterdir())
+    assert enc.seen == ["x"] * 4 and not any(tmp_path.iterdir())  # one full batch of 4
 
 
 class SlowEncoder(CountingEncoder):

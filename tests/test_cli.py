@@ -136,3 +136,43 @@ def test_sigma_estimates_from_pairs_with_each_rule(trained_tiny, tmp_path):
     assert values["gap_energy"] <= values["mean_linf_squared"]
     bad = mats("sigma", tmp_path / "pairs.jsonl", "--model", trained_tiny, "--rule", "max", check=False)
     assert bad.returncode == 2 and "gap_energy" in bad.stderr
+
+
+def test_embed_fills_the_cache_that_train_reads_and_a_second_run_adds_nothing(tmp_path):
+    import numpy as np
+
+    cache = tmp_path / "cache"
+    args = ("embed", "configs/tiny.yaml", "--set", "data.train=[synthetic:60]", "--set", f"data.cache_dir={cache}")
+    assert "60 training records" in mats(*args).stdout
+    shards = sorted(cache.glob("*/*.keys.npy"))
+    assert len(shards) == 1 and 0 < len(np.load(shards[0])) <= 60
+    mats(*args)
+    assert sorted(cache.glob("*/*.keys.npy")) == shards
+
+
+def test_every_command_that_runs_a_model_takes_a_device():
+    from typer.testing import CliRunner
+
+    from mats.cli import app
+
+    for command in ("ask", "caption", "classify", "choose", "eval", "serve", "sigma", "train"):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0 and "--device" in result.output, command
+
+
+def test_a_bad_or_absent_device_is_one_line_before_any_work(trained_tiny, wav_file, tmp_path):
+    docs = json.loads(mats("caption", wav_file, "--model", trained_tiny, "--device", "cpu", "--json").stdout)
+    assert isinstance(docs[0]["caption"], str)
+    for args, message in (
+        (["ask", wav_file, "What is it?", "--model", trained_tiny, "--device", "gpu"], "unknown device 'gpu'"),
+        (["caption", wav_file, "--model", tmp_path / "no-model", "--device", "tpu"], "unknown device 'tpu'"),
+        (["train", "configs/tiny.yaml", "--out", tmp_path / "out", "--device", "gpu"], "train.device must be one of"),
+    ):
+        r = mats(*args, check=False)
+        assert r.returncode != 0 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "out").exists()
+    import torch
+
+    if not torch.cuda.is_available():
+        r = mats("caption", wav_file, "--model", trained_tiny, "--device", "cuda", check=False)
+        assert r.returncode != 0 and "CUDA is not available" in r.stderr

@@ -113,3 +113,79 @@ def test_prompt_bos_puts_the_tokenizers_bos_first(tmp_path):
         cfg.lora = LoraConfig(r=4, alpha=16, target_modules=["q_proj", "v_proj"], fan_in_fan_out=False)
         prompts[bos] = MATS.build(cfg)._pre_ids
     assert prompts[True] == [1, *prompts[False]] and prompts[False][0] != 1
+
+
+def test_missing_sentencepiece_names_the_extra_to_install(tmp_path, monkeypatch):
+    """A LLaMA folder whose only tokenizer file is tokenizer.model, on an install without the
+    llama extra: the error says what to pip install (simulated: sentencepiece may be installed)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import mats.lm as lm
+    from mats.lm import LMError
+
+    folder = tmp_path / "vicuna-tiny"
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    (folder / "tokenizer.model").write_bytes(b"\x00 a sentencepiece model this install cannot read")
+    monkeypatch.setattr(lm, "_has_sentencepiece", lambda: False)
+    with pytest.raises(LMError, match=r"sentencepiece and protobuf packages: pip install 'mats\[llama\]'"):
+        build_lm(LMConfig(backend="hf", path=str(folder)))
+
+
+def test_has_sentencepiece_needs_both_packages(monkeypatch):
+    import importlib.util
+
+    from mats.lm import _has_sentencepiece
+
+    real = importlib.util.find_spec
+    for missing in ("sentencepiece", "google.protobuf"):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, m=missing: None if name == m else real(name))
+        assert not _has_sentencepiece()
+
+
+def _tiny_mats(checkpointing: bool):
+    from conftest import ROOT
+
+    from mats.config import load_config
+    from mats.data.synthetic import synthetic_records
+    from mats.lm import enable_gradient_checkpointing
+    from mats.model import MATS
+
+    run = load_config(ROOT / "configs" / "tiny.yaml")
+    recs = synthetic_records(100)
+    torch.manual_seed(0)
+    model = MATS.build(run.model, corpus=[x for r in recs for x in (r.text, r.instruction, r.answer)])
+    if checkpointing:
+        enable_gradient_checkpointing(model.lm)
+    return model.train()  # dropout on: the recomputation must draw the same masks
+
+
+def test_gradient_checkpointing_keeps_the_loss_and_gradients_and_saves_activations():
+    """Non-reentrant checkpointing of the frozen LM: the same loss and the same gradients on the
+    mapper and the LoRA weights (dropout included), fewer activations kept for the backward."""
+    results = {}
+    for checkpointing in (False, True):
+        model = _tiny_mats(checkpointing)
+        prompts = [model.tokenize("Describe the audio.", "a dog barks loudly"), model.tokenize("Loud?", "yes")]
+        z = torch.randn(2, model.encoder.dim, generator=torch.Generator().manual_seed(1))
+        saved: list[int] = []  # numel of each tensor autograd keeps outside checkpointed regions
+
+        def pack(t, saved=saved):
+            saved.append(t.numel())
+            return t
+
+        torch.manual_seed(7)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss, _ = model(z, prompts)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        results[checkpointing] = (float(loss.detach()), grads, sum(saved))
+    (loss_a, grads_a, kept_a), (loss_b, grads_b, kept_b) = results[False], results[True]
+    assert loss_b == pytest.approx(loss_a, rel=1e-6)
+    assert grads_a.keys() == grads_b.keys() and any(n.startswith("mapper.") for n in grads_a)
+    for name in grads_a:
+        assert torch.allclose(grads_a[name], grads_b[name], rtol=1e-5, atol=1e-7), name
+    assert all(g.abs().sum() > 0 for n, g in grads_b.items() if n.startswith("mapper."))  # they reach the mapper
+    assert kept_b < 0.7 * kept_a

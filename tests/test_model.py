@@ -132,3 +132,23 @@ def test_the_chat_template_is_split_around_its_two_slots():
     for bad in ("no slots", "{instruction} then {audio}", "{audio} only"):
         with pytest.raises(ValueError, match="template"):
             split_template(bad)
+
+
+def test_absolute_paths_resolve_relative_checkpoints_against_a_directory(tmp_path):
+    from mats.config import EncoderConfig, LMConfig, ModelConfig
+    from mats.model import absolute_paths
+
+    cfg = ModelConfig(
+        encoder=EncoderConfig(
+            backend="msclap", path="ckpt/w.pth", options={"text_model": "ckpt/gpt2", "version": "2023"}
+        ),
+        lm=LMConfig(backend="hf", path="ckpt/../ckpt/lm"),
+    )
+    out = absolute_paths(cfg, tmp_path)
+    assert out.encoder.path == str((tmp_path / "ckpt" / "w.pth").resolve())
+    assert out.encoder.options == {"text_model": str((tmp_path / "ckpt" / "gpt2").resolve()), "version": "2023"}
+    assert out.lm.path == str((tmp_path / "ckpt" / "lm").resolve())
+    assert cfg.lm.path == "ckpt/../ckpt/lm"  # a new config; the given one is left as it was
+    assert absolute_paths(out, tmp_path / "elsewhere") == out  # absolute paths stay as they are
+    built_in = absolute_paths(ModelConfig(), tmp_path)  # tiny-clap and tiny-gpt2 have no paths
+    assert built_in.encoder.path is None and built_in.lm.path is None

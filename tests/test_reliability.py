@@ -395,37 +395,35 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
         pass
 
 
-def test_sigterm_checkpoints_and_resume_gives_the_same_weights(tmp_path):
-    from safetensors.torch import load_file
-
-    from mats.train import train
-
-    run = tiny_run_config(tmp_path / "cache", max_steps=40, checkpoint_every=1000, probe_every=0)
-    cfg = tmp_path / "run.yaml"
+def test_sigterm_stops_mats_train_with_a_checkpoint(tmp_path):
+    """The command's side: exit 143, one line saying where it stopped, the checkpoint of that
+    step. (That --resume then ends bit-identical, at this point and others, with kill -9 too:
+    tests/reliability/test_faults.py.)"""
     import yaml
 
     from mats.config import to_dict
 
+    run = tiny_run_config(tmp_path / "cache", max_steps=10_000, checkpoint_every=10_000, probe_every=0)
+    cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump(to_dict(run)))
     out = tmp_path / "stopped"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mats", "train", str(cfg), "--out", str(out)],
         cwd=ROOT,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait for a few steps to be logged
-        lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").is_file() else []
-        if len(lines) >= 3:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:  # wait for two steps to be logged
+        if (out / "metrics.jsonl").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) >= 2:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    err = proc.communicate(timeout=120)[1]
+    stdout, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "SIGTERM: stopped after step" in err and "Traceback" not in err
-    assert list((out / "checkpoints").glob("step_*"))
-    final = train(run, out, resume=True, progress=False)
-    reference = train(run, tmp_path / "straight", progress=False)
-    a, b = load_file(str(final / WEIGHTS)), load_file(str(reference / WEIGHTS))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "Traceback" not in err and "model saved" not in stdout
+    (said,) = [line for line in err.splitlines() if "SIGTERM: stopped after step" in line]
+    step = int(said.split("stopped after step ")[1].split(";")[0])
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [f"step_{step:07d}"]
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == step

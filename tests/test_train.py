@@ -205,8 +205,8 @@ def test_audio_supervised_twin_trains_on_cached_audio_embeddings(tmp_path, monke
     cfg.model.santa.mode = "noise_only"
     final = train(cfg, tmp_path / "run", progress=False)
     assert not (final / "santa.safetensors").exists()  # noise_only needs no memory
-    stores = list((tmp_path / "cache").glob("audio-*/embeddings.npy"))
-    assert len(stores) == 1 and np.load(stores[0]).shape[0] == 8
+    stores = list((tmp_path / "cache").glob("audio-*"))
+    assert len(stores) == 1 and sum(len(np.load(p)) for p in stores[0].glob("*.keys.npy")) == 8
     # A second run takes every clip's embedding from the cache.
     from mats.encoders import hf_clap
 
@@ -230,7 +230,7 @@ def test_filling_the_cache_ahead_leaves_training_nothing_to_embed(tmp_path, monk
     n = fill_embedding_cache(run, progress=False)
     assert n == 400  # synthetic:400
     store = next((tmp_path / "cache").iterdir())
-    assert len(json.loads((store / "index.json").read_text())) > 0
+    assert sum(len(np.load(p)) for p in store.glob("*.keys.npy")) > 0
 
     def no_embedding(*a, **k):
         raise AssertionError("training embedded texts the cache should have held")
@@ -244,3 +244,80 @@ def test_filling_without_a_cache_dir_is_an_error():
 
     with pytest.raises(TrainError, match="cache_dir"):
         fill_embedding_cache(tiny_run_config(None), progress=False)
+
+
+# ---- devices and precision (mats.devices; on the CPU here)
+
+
+def test_bf16_and_fp16_train_close_to_fp32(tmp_path):
+    losses = {}
+    # name: (autocast precision, dtype the frozen LM and CLAP are held in)
+    runs = {"fp32": ("fp32", "fp32"), "bf16": ("bf16", "fp32"), "fp16": ("fp16", "fp32"), "bf16-base": ("bf16", "bf16")}
+    for name, (precision, held) in runs.items():
+        cfg = tiny_run_config(tmp_path / "cache", max_steps=2, checkpoint_every=100, precision=precision)
+        cfg.model.lm.dtype = cfg.model.encoder.dtype = held
+        train(cfg, tmp_path / name, progress=False)
+        losses[name] = [r["loss"] for r in _losses(tmp_path / name)]
+    assert len(losses["fp32"]) == 2
+    for name in ("bf16", "fp16", "bf16-base"):
+        assert all(np.isfinite(losses[name]))
+        assert losses[name] == pytest.approx(losses["fp32"], rel=0.02), name
+    meta = torch.load(tmp_path / "fp16" / "checkpoints" / "step_0000002" / "optim.pt", weights_only=False)
+    assert meta["scaler"]["scale"] > 0  # fp16's loss scale is checkpointed with the optimiser
+    bf16 = torch.load(tmp_path / "bf16" / "checkpoints" / "step_0000002" / "optim.pt", weights_only=False)
+    assert "scaler" not in bf16
+
+
+def test_fp16_resume_gives_identical_weights(tmp_path):
+    cfg = tiny_run_config(tmp_path / "cache", max_steps=4, checkpoint_every=100, precision="fp16")
+    train(cfg, tmp_path / "straight", progress=False)
+    train(cfg, tmp_path / "split", max_steps=2, progress=False)
+    train(cfg, tmp_path / "split", resume=True, progress=False)
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_gradient_checkpointing_trains_as_without(tmp_path):
+    for checkpointing in (False, True):
+        cfg = tiny_run_config(tmp_path / "cache", max_steps=2, checkpoint_every=100)
+        cfg.train.gradient_checkpointing = checkpointing
+        train(cfg, tmp_path / str(checkpointing), progress=False)
+    assert [r["loss"] for r in _losses(tmp_path / "True")] == pytest.approx(
+        [r["loss"] for r in _losses(tmp_path / "False")], rel=1e-5
+    )
+    a, b = _weights(tmp_path / "False"), _weights(tmp_path / "True")
+    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+
+
+def test_relative_checkpoint_paths_load_from_any_directory(tmp_path, monkeypatch):
+    """A preset naming its LM by a path relative to the working directory (as gpt2-laion.yaml
+    does): the trained model's config.json names it absolutely, so it loads from elsewhere."""
+    from mats.config import LMConfig
+    from mats.data.synthetic import synthetic_records
+    from mats.lm import build_lm
+    from mats.model import MATS
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    corpus = [x for r in synthetic_records(100) for x in (r.text, r.instruction, r.answer)]
+    lm, tok = build_lm(LMConfig(options={"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": 300}), corpus=corpus)
+    lm.save_pretrained(work / "checkpoints" / "lm")
+    tok.save_pretrained(work / "checkpoints" / "lm")
+    cfg = tiny_run_config(tmp_path / "cache", max_steps=2, checkpoint_every=100)
+    cfg.model.lm = LMConfig(backend="hf", path="checkpoints/lm", max_answer_tokens=32)
+    monkeypatch.chdir(work)
+    final = train(cfg, "runs/rel", progress=False)
+    monkeypatch.chdir(elsewhere)
+    lm_path = json.loads((work / final / "config.json").read_text())["lm"]["path"]
+    assert lm_path == str((work / "checkpoints" / "lm").resolve())
+    assert yaml.safe_load((work / "runs" / "rel" / "config.yaml").read_text())["model"]["lm"]["path"] == lm_path
+    model = MATS.from_pretrained(work / final)
+    assert model.generate(torch.randn(1, model.encoder.dim), ["Describe the audio."], max_new_tokens=2)
+
+
+def test_autocast_must_match_a_half_precision_base(tmp_path):
+    cfg = tiny_run_config(tmp_path / "cache", max_steps=2, precision="fp16")
+    cfg.model.lm.dtype = "bf16"
+    with pytest.raises(TrainError, match="train.precision fp16 does not go with model.lm.dtype bf16"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -8,8 +8,9 @@ model.ask("dog.wav", "What animal is this?")
 __version__ = "0.1.0"
 
 
-def load(name_or_path=None):
-    """Load a model (imports torch and transformers only when called)."""
+def load(name_or_path=None, device="auto"):
+    """Load a model on `device` (auto | cpu | cuda | cuda:N | mps; auto: the GPU when there is
+    one). Imports torch and transformers only when called."""
     from mats.api import load as _load
 
-    return _load(name_or_path)
+    return _load(name_or_path, device=device)

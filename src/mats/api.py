@@ -1,4 +1,5 @@
 """The Python API: `model = mats.load(name_or_path)`, then ask / caption / classify / choose.
+`mats.load(name, device="cuda")` places it (default "auto": the GPU when there is one).
 
 Each verb takes one audio item or a list of them. An item is a path, or a tuple
 `(array, sample_rate)`. One item gives one result; a list gives a list.
@@ -121,6 +122,10 @@ class Pipeline:
     def encoder(self):
         return self.model.encoder
 
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
     # ------------------------------------------------------------- embeddings
 
     def embed_audio(self, items: Sequence, progress: bool = False) -> torch.Tensor:
@@ -232,6 +237,11 @@ def resolve_model_path(name_or_path: str | Path | None) -> Path:
     )
 
 
-def load(name_or_path: str | Path | None = None) -> Pipeline:
+def load(name_or_path: str | Path | None = None, device: str | torch.device = "auto") -> Pipeline:
+    """The model `name_or_path` names (resolve_model_path) on `device`: auto (the GPU of
+    LOCAL_RANK when CUDA is present, else the CPU), cpu, cuda, cuda:N or mps."""
+    from mats.devices import resolve_device
+
+    device = resolve_device(device)  # a bad or absent device fails before the model loads
     path = resolve_model_path(name_or_path)
-    return Pipeline(MATS.from_pretrained(path), name=str(name_or_path or DEFAULT_MODEL))
+    return Pipeline(MATS.from_pretrained(path, device=device), name=str(name_or_path or DEFAULT_MODEL))

@@ -20,16 +20,19 @@ says decodes as far as it goes, with a warning on stderr.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import soundfile as sf
-import soxr
 
 from mats.config import AudioConfig
+
+if TYPE_CHECKING:
+    import soundfile as sf
 
 MAX_CHANNELS = 8  # an array axis this short (or shorter) can be a channel axis
 RESAMPLE_QUALITY = "VHQ"  # soxr's very-high-quality filter; deterministic
@@ -39,6 +42,8 @@ LONG_FILE_SECONDS = 60.0  # longer files are read window by window, not whole
 # the encoder's float32 maths (1e30 gave an all-NaN embedding and an empty caption).
 MAX_ABS_SAMPLE = 1e10
 MARGIN_SECONDS = 0.25  # context read around each window of a long file, for the resampler
+# Data-chunk sizes a WAV written to a pipe carries (its length was unknown): not a truncation.
+STREAMED_SIZES = (0, 0xFFFFFFFF)
 
 
 class AudioError(Exception):
@@ -59,12 +64,18 @@ def describe(item: AudioItem) -> str:
 
 def load_audio(item: AudioItem, sample_rate: int) -> np.ndarray:
     """Decode `item` to float32 mono at `sample_rate`. Returns (N,). Raises AudioError."""
+    return _load(item, sample_rate)
+
+
+def _load(item: AudioItem, sample_rate: int, info: Any = None) -> np.ndarray:
+    """load_audio; `info`: the file's probe when the caller took it already (so a warning about
+    the file is given once)."""
     name = describe(item)
     if _as_rate(sample_rate) is None:
         raise AudioError(f"{name}: target sample rate must be a positive integer, got {sample_rate!r}")
     sample_rate = _as_rate(sample_rate)
     if isinstance(item, (str, Path)):
-        frames, source_rate = _read_file(Path(item))  # (N, C)
+        frames, source_rate = _read_file(Path(item), info)  # (N, C)
     elif isinstance(item, tuple) and len(item) == 2:
         frames, source_rate = _from_array(item[0], item[1])  # (N, C)
     else:
@@ -82,6 +93,8 @@ def _mono_at(frames: np.ndarray, source_rate: int, sample_rate: int, name: str) 
     """(N, C) frames -> (N',) float32 mono at `sample_rate`; non-finite results are an error."""
     mono = frames.mean(axis=1, dtype=np.float64).astype(np.float32)  # (N,) average of channels
     if source_rate != sample_rate:
+        import soxr  # on first use: training from cached text embeddings never resamples (issue 15)
+
         mono = soxr.resample(mono, source_rate, sample_rate, quality=RESAMPLE_QUALITY)  # (N',)
         if mono.shape[0] == 0:
             raise AudioError(f"{name}: audio is too short to resample from {source_rate} to {sample_rate} Hz")
@@ -102,7 +115,16 @@ def _as_rate(rate: Any) -> int | None:
     return int(rate)
 
 
-_SNDFILE_ERRORS = (sf.SoundFileError, RuntimeError, ValueError, TypeError, OSError)
+def _soundfile():
+    """soundfile, imported on first use: a machine without it (or libsndfile) still trains from
+    cached text embeddings and answers about in-memory audio (issue 15)."""
+    import soundfile
+
+    return soundfile
+
+
+def _sndfile_errors() -> tuple[type[BaseException], ...]:
+    return (_soundfile().SoundFileError, RuntimeError, ValueError, TypeError, OSError)
 
 
 def _unreadable(path: Path, err: Exception) -> AudioError:
@@ -113,15 +135,24 @@ def _unreadable(path: Path, err: Exception) -> AudioError:
 
 def _probe(path: Path) -> sf._SoundFileInfo:
     """soundfile's header info of a regular file; warns on stderr when the data is truncated."""
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if not path.is_file():  # a FIFO, socket or device: opening it could block forever
-        raise AudioError(f"{path}: not a regular file")
     try:
-        info = sf.info(str(path))
-    except _SNDFILE_ERRORS as err:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        why = "a symbolic link to a file that does not exist" if path.is_symlink() else "file not found"
+        raise AudioError(f"{path}: {why}") from None
+    except OSError as err:  # a symbolic-link loop, a name too long, a path through a file
+        raise AudioError(f"{path}: cannot be opened ({err.strerror or err})") from None
+    if stat.S_ISDIR(mode):
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if not stat.S_ISREG(mode):  # a FIFO, socket or device: opening it could block forever
+        raise AudioError(f"{path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: permission denied (the file is not readable)")
+    try:
+        # bytes, here and below: soundfile encodes a str name as strict UTF-8, which a name that
+        # is not UTF-8 (a Latin-1 "caf\xe9.wav") cannot be
+        info = _soundfile().info(os.fsencode(path))
+    except _sndfile_errors() as err:
         raise _unreadable(path, err) from None
     if info.samplerate <= 0 or info.channels <= 0:
         raise AudioError(
@@ -129,7 +160,7 @@ def _probe(path: Path) -> sf._SoundFileInfo:
         )
     # libsndfile's log of a WAV/AIFF whose data chunk is cut short: "data : 32000 (should be 15978)"
     short = re.search(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info or "")
-    if short:
+    if short and int(short.group(1)) not in STREAMED_SIZES:
         print(
             f"warning: {path}: truncated (data chunk of {short.group(2)} bytes, header says {short.group(1)}); "
             "decoding what is there",
@@ -138,12 +169,14 @@ def _probe(path: Path) -> sf._SoundFileInfo:
     return info
 
 
-def _read_file(path: Path) -> tuple[np.ndarray, int]:
-    """soundfile decode -> ((N, C) float32, sample rate), with its errors translated."""
-    _probe(path)
+def _read_file(path: Path, info: Any = None) -> tuple[np.ndarray, int]:
+    """soundfile decode -> ((N, C) float32, sample rate), with its errors translated. `info`:
+    the file's probe when already taken."""
+    if info is None:
+        _probe(path)
     try:
-        frames, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, C)
-    except _SNDFILE_ERRORS as err:
+        frames, rate = _soundfile().read(os.fsencode(path), dtype="float32", always_2d=True)  # (N, C)
+    except _sndfile_errors() as err:
         raise _unreadable(path, err) from None
     return frames, int(rate)
 
@@ -242,11 +275,12 @@ def _take(wave: np.ndarray, starts: list[int], n: int) -> np.ndarray:
 
 def prepare_audio(item: AudioItem, sample_rate: int, cfg: AudioConfig) -> np.ndarray:
     """Load `item` and cut it into windows: (W, n) float32. Errors name the item."""
+    info = None
     if isinstance(item, (str, Path)) and _as_rate(sample_rate) is not None:
         info = _probe(Path(item))
         if info.frames > LONG_FILE_SECONDS * info.samplerate:
             return _windows_of_long_file(Path(item), info, int(sample_rate), cfg)
-    wave = load_audio(item, sample_rate)
+    wave = _load(item, sample_rate, info)
     try:
         return to_windows(wave, sample_rate, cfg)
     except AudioError as err:
@@ -269,7 +303,7 @@ def _windows_of_long_file(path: Path, info: Any, sample_rate: int, cfg: AudioCon
     step = src // np.gcd(src, sample_rate)  # source frames per whole number of output samples
     out = []
     try:
-        with sf.SoundFile(str(path)) as f:
+        with _soundfile().SoundFile(os.fsencode(path)) as f:
             for start in window_starts(length, n, cfg):
                 lo = max(0, int(np.floor(start * ratio)) - margin)  # source frames [lo, hi)
                 lo -= lo % step  # on the common grid: the chunk's samples fall on the whole file's
@@ -286,6 +320,6 @@ def _windows_of_long_file(path: Path, info: Any, sample_rate: int, cfg: AudioCon
                 if window.shape[0] < n:  # a truncated tail: repeat-pad as a short clip would be
                     window = np.resize(window, n) if window.shape[0] else np.zeros(n, np.float32)
                 out.append(window)
-    except _SNDFILE_ERRORS as err:
+    except _sndfile_errors() as err:
         raise _unreadable(path, err) from None
     return np.stack(out).astype(np.float32)  # (W, n)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from mats.config import SigmaRule
+from mats.config import DEVICE_HELP, SigmaRule
 
 app = typer.Typer(
     add_completion=False,
@@ -27,16 +27,41 @@ app.add_typer(data_app, name="data")
 
 ModelOpt = typer.Option(None, "--model", "-m", help="Model directory or embedded model name.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document.")
+DeviceOpt = typer.Option("auto", "--device", help=f"Where the model runs: {DEVICE_HELP}.")
 
 
 def _emit(doc, as_json: bool, text: str) -> None:
-    typer.echo(json.dumps(doc, ensure_ascii=False) if as_json else text)
+    typer.echo(_json(doc) if as_json else _printable(text))
 
 
-def _load(model: str | None):
+def _json(doc) -> str:
+    """One JSON document, UTF-8 where it can be; a file name that is not UTF-8 (its bytes arrive
+    as surrogate escapes, which stdout cannot encode) is written as \\udcXX escapes, which
+    json.loads turns back into the same name."""
+    text = json.dumps(doc, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(doc)
+    return text
+
+
+def _printable(text: str) -> str:
+    """`text` as stdout can encode it: the bytes of a file name that is not UTF-8 show as \\xNN
+    instead of failing the whole command after the work is done."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates that are not escaped bytes
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _load(model: str | None, device: str = "auto"):
     from mats.api import load
 
-    return load(model)
+    if model is not None and not model.strip():  # "--model $UNSET" would load the default silently
+        raise ValueError("--model is empty: give a model directory or an embedded model's name")
+    return load(model, device=device)
 
 
 # Arguments are checked here, before the model loads (seconds): a bad one fails at once.
@@ -46,6 +71,12 @@ def _beams(beams: int) -> int:
     from mats.config import check_beams
 
     return check_beams(beams)
+
+
+def _question(text: str) -> str:
+    if not text.strip():  # the model would answer nothing in particular, silently
+        raise ValueError("the question is empty: ask something about the audio")
+    return text
 
 
 def _candidates(text: str, sep: str, what: str) -> list[str]:
@@ -72,11 +103,11 @@ def _batch(run, audio: list[Path], as_json: bool, doc, line) -> None:
         for i, (a, r) in enumerate(zip(audio, results))
     ]
     if as_json:
-        typer.echo(json.dumps(docs, ensure_ascii=False))
+        typer.echo(_json(docs))
     else:
         lines = [line(d) for d in docs if "error" not in d]
         if lines:
-            typer.echo("\n".join(lines))
+            typer.echo(_printable("\n".join(lines)))
     if errors:
         for i in sorted(errors):
             typer.echo(f"error: {errors[i]}", err=True)
@@ -90,10 +121,11 @@ def ask(
     model: str | None = ModelOpt,
     as_json: bool = JsonOpt,
     beams: int = typer.Option(1, help="Beam width (1 = greedy, at most 16)."),
+    device: str = DeviceOpt,
 ):
     """Answer a question about an audio file."""
-    beams = _beams(beams)
-    answer = _load(model).ask(str(audio), question, num_beams=beams)
+    beams, question = _beams(beams), _question(question)
+    answer = _load(model, device).ask(str(audio), question, num_beams=beams)
     _emit({"audio": str(audio), "question": question, "answer": answer}, as_json, answer)
 
 
@@ -103,10 +135,11 @@ def caption(
     model: str | None = ModelOpt,
     as_json: bool = JsonOpt,
     beams: int = typer.Option(1, help="Beam width (1 = greedy, at most 16)."),
+    device: str = DeviceOpt,
 ):
     """Describe one or more audio files."""
     beams = _beams(beams)
-    pipe = _load(model)
+    pipe = _load(model, device)
     _batch(
         lambda items: pipe.caption(items, num_beams=beams),
         audio,
@@ -122,10 +155,11 @@ def classify(
     labels: str = typer.Option(..., help='Comma-separated: "a,b,c".'),
     model: str | None = ModelOpt,
     as_json: bool = JsonOpt,
+    device: str = DeviceOpt,
 ):
     """Classify audio files against a label set (generate, then match by text encoder)."""
     label_list = _candidates(labels, ",", "labels")
-    pipe = _load(model)
+    pipe = _load(model, device)
     _batch(
         lambda items: pipe.classify(items, label_list),
         audio,
@@ -142,10 +176,11 @@ def choose(
     choices: str = typer.Option(..., help='"a|b|c"'),
     model: str | None = ModelOpt,
     as_json: bool = JsonOpt,
+    device: str = DeviceOpt,
 ):
     """Multiple choice (MMAU prompt): pick one of the choices."""
-    choice_list = _candidates(choices, "|", "choices")
-    answer = _load(model).choose(str(audio), question, choice_list)
+    choice_list, question = _candidates(choices, "|", "choices"), _question(question)
+    answer = _load(model, device).choose(str(audio), question, choice_list)
     _emit({"audio": str(audio), "question": question, "answer": answer}, as_json, answer)
 
 
@@ -179,6 +214,7 @@ def train(
     out: Path = typer.Option(Path("runs/latest"), help="Output directory."),
     max_steps: int | None = typer.Option(None, help="Stop after this many steps."),
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
+    device: str | None = typer.Option(None, help=f"Set train.device: {DEVICE_HELP}."),
     set_: list[str] = typer.Option(
         [], "--set", metavar="KEY=VALUE", help="Set a field of the preset, e.g. train.lr=3e-4; repeatable."
     ),
@@ -187,19 +223,47 @@ def train(
     from mats.train import TrainingInterrupted
     from mats.train import train as run_train
 
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory")
     options = [o for p in ctx.command.params for o in p.opts if o.startswith("--")]
     for arg in ctx.args:  # a mistyped option of this command (--max-step 5), not a field
         name = arg.partition("=")[0]
         close = difflib.get_close_matches(name, options, n=1, cutoff=0.8)
         if name.startswith("--") and "." not in name and close:
             raise ConfigError(f"no such option {name} (did you mean {close[0]}?)")
-    run = apply_overrides(load_config(config), [*set_, *cli_overrides(ctx.args)], where="command line")
+    device_set = [] if device is None else [f"train.device={device}"]
+    run = apply_overrides(load_config(config), [*set_, *device_set, *cli_overrides(ctx.args)], where="command line")
     try:
         final = run_train(run, out, max_steps=max_steps, resume=resume)
     except TrainingInterrupted as err:  # checkpointed and said so: exit as the signal asks (130, 143)
         raise typer.Exit(128 + err.signum) from None
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"model saved to {final}")
+
+
+@app.command()
+def plan(
+    config: Path,
+    gpus: int = typer.Option(1, help="GPUs the run is spread over (DDP or FSDP)."),
+    peak_tflops: float = typer.Option(312.0, help="Each GPU's peak TFLOP/s at the run's precision (A100 bf16: 312)."),
+    mfu: float = typer.Option(0.35, help="Assumed fraction of the peak a step sustains (model FLOPs utilisation)."),
+    shapes: Path | None = typer.Option(None, help="Folder of <name>/config.json stand-ins (default configs/shapes)."),
+    seq_len: int | None = typer.Option(None, help="Plan at rows of this many tokens (default: the longest row)."),
+    attention: str = typer.Option("fused", help="fused (flash / memory-efficient SDPA) or math (keeps s^2 scores)."),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Set a field of the preset, e.g. train.precision=bf16; repeatable."
+    ),
+    as_json: bool = JsonOpt,
+):
+    """Parameters, memory per GPU, FLOPs per step and hours of a training preset, without loading weights."""
+    from mats.config import apply_overrides, load_config
+    from mats.plan import PlanOptions, format_plan
+    from mats.plan import plan as make_plan
+
+    run = apply_overrides(load_config(config), set_, where="command line")
+    opts = PlanOptions(gpus, peak_tflops, mfu, None if shapes is None else str(shapes), seq_len, attention)
+    doc = make_plan(run, opts)
+    _emit(doc, as_json, format_plan(doc, str(config)))
 
 
 @app.command("eval")
@@ -215,13 +279,16 @@ def evaluate(
     zero_shot: bool = typer.Option(
         False, "--zero-shot", help="The CLAP encoder alone (classification and multiple choice)."
     ),
+    device: str = DeviceOpt,
 ):
     """Evaluate a model on a benchmark."""
     from mats.evaluate.ablations import apply_overrides, parse_overrides
     from mats.evaluate.runner import evaluate as run_eval
 
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be a whole number >= 1 (items to evaluate), got {limit}")
     overrides = parse_overrides(santa + (["zero_shot=true"] if zero_shot else []))
-    result = run_eval(apply_overrides(_load(model), overrides), bench, out_dir=out, limit=limit)
+    result = run_eval(apply_overrides(_load(model, device), overrides), bench, out_dir=out, limit=limit)
     text = "\n".join(
         [f"bench {result['bench']}  n={result['n']}"] + [f"  {k}: {v}" for k, v in result["metrics"].items()]
     )
@@ -240,18 +307,43 @@ def report(
 
 
 @app.command()
+def embed(
+    config: Path,
+    chunk: int = typer.Option(65536, min=1, help="Rows per stored shard: what an interruption can lose."),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Set a field of the preset, e.g. data.cache_dir=cache; repeatable."
+    ),
+):
+    """Precompute the CLAP embeddings of a preset's training texts (or the twin's audio clips) into
+    data.cache_dir, for `mats train` to read. torchrun -m mats embed ... shares the texts over the
+    processes; run again after an interruption, it continues where it stopped."""
+    from mats.config import apply_overrides, load_config
+    from mats.train import fill_embedding_cache
+
+    run = apply_overrides(load_config(config), set_, where="command line")
+    n = fill_embedding_cache(run, chunk=chunk)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"{n} training records: their embeddings are in {run.data.cache_dir}")
+
+
+@app.command()
 def sigma(
     pairs: Path = typer.Argument(..., help="JSONL of {audio, caption} pairs (about 30)."),
     model: str | None = ModelOpt,
     n: int = typer.Option(30, help="Pairs to use."),
     rule: SigmaRule = typer.Option("mean_linf", help="The rule (see mats.noise.estimate_sigma)."),
+    device: str = DeviceOpt,
 ):
     """Estimate the noise variance sigma from paired audio/text embeddings (Deshmukh et al. 2024)."""
     from mats.data.records import read_pairs
     from mats.noise import estimate_sigma
 
-    pipe = _load(model)
+    if n < 2:
+        raise ValueError(f"--n must be at least 2 (pairs to estimate sigma from), got {n}")
     audio, captions = read_pairs(pairs, n)
+    if len(audio) < 2:
+        raise ValueError(f"{pairs}: {len(audio)} pair(s); estimating sigma needs at least 2")
+    pipe = _load(model, device)
     a = pipe.embed_audio(audio)
     t = pipe.encoder.embed_text(captions)
     typer.echo(f"{estimate_sigma(a, t, rule):.6f}")
@@ -281,6 +373,7 @@ def serve(
     max_upload_mb: float = typer.Option(10.0, help="Upload size limit per request, in MB."),
     max_seconds: float = typer.Option(60.0, help="Audio duration limit per file, in seconds."),
     timeout: float = typer.Option(30.0, help="Per-request time limit, in seconds (over it: 408)."),
+    device: str = DeviceOpt,
 ):
     """Serve the HTTP API (/v1/ask, /v1/caption, /v1/classify, /v1/choose, /docs) and the web page."""
     from mats.serve import ServeConfig
@@ -299,8 +392,8 @@ def serve(
         from mats.serve.app import serve as run_server
     except ImportError as err:
         raise ImportError(f"mats serve needs the serve extra: pip install 'mats[serve]' ({err})") from None
-    pipeline = _load(model)
-    typer.echo(f"mats serve: {pipeline.name} on http://{host}:{port}/ (API docs: /docs)", err=True)
+    pipeline = _load(model, device)
+    typer.echo(f"mats serve: {pipeline.name} on {pipeline.device}, http://{host}:{port}/ (API docs: /docs)", err=True)
     run_server(pipeline, cfg)
 
 
@@ -326,11 +419,27 @@ def _quiet_libraries() -> None:
 
 
 def main() -> None:
+    # the click that typer parses with (recent typers vendor their own copy)
+    click_errors = sys.modules[typer.BadParameter.__module__]
+    no_args = getattr(click_errors, "NoArgsIsHelpError", ())
     _quiet_libraries()
     try:
-        app()
+        # not standalone: click's errors reach the handlers below instead of a boxed usage message
+        code = app(standalone_mode=False, prog_name="mats")
     except SystemExit:
         raise
+    except no_args as err:  # a bare `mats` or `mats data`: the help
+        err.show()
+        sys.exit(err.exit_code)
+    except click_errors.ClickException as err:  # a bad, missing or unknown argument or option: one line
+        usage = isinstance(err, click_errors.UsageError) and err.ctx is not None
+        where = err.ctx.command_path if usage else "mats"
+        hint = f" (see {where} --help)" if usage else ""
+        typer.echo(f"error: {where}: {' '.join(err.format_message().split())}{hint}", err=True)
+        sys.exit(err.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
     except KeyboardInterrupt as err:  # 130 for Ctrl-C, 143 for SIGTERM (mats.train stops cleanly on both)
         typer.echo("interrupted", err=True)
         sys.exit(128 + int(getattr(err, "signum", 2)))
@@ -340,3 +449,4 @@ def main() -> None:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         typer.echo(f"error: {msg}", err=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)  # a command's typer.Exit(n) comes back as n

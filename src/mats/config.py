@@ -31,6 +31,13 @@ class ConfigError(ValueError):
     """A configuration file or value is invalid."""
 
 
+# Number formats (mats.devices.DTYPES maps them to torch dtypes) and device names
+# (mats.devices.resolve_device), spelled here so configs are checked without importing torch.
+Precision = Literal["fp32", "bf16", "fp16"]
+DEVICE_SPEC = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE_HELP = "auto | cpu | cuda | cuda:N | mps (auto: the GPU of LOCAL_RANK when CUDA is present, else cpu)"
+
+
 @dataclass
 class AudioConfig:
     """How audio becomes fixed-length windows for the audio encoder.
@@ -62,6 +69,9 @@ class EncoderConfig:
     backend: str = "tiny-clap"
     path: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # The dtype its frozen weights are held in (mats.devices.DTYPES); bf16 halves a large CLAP's
+    # memory. Embeddings come out float32 whatever it is.
+    dtype: Precision = "fp32"
 
 
 # The rules mats.noise.estimate_sigma knows (`mats sigma --rule`), named here beside the noise
@@ -144,6 +154,9 @@ class LMConfig:
     options: dict[str, Any] = field(default_factory=dict)
     max_answer_tokens: int = 64
     max_instruction_tokens: int = 96
+    # The dtype the frozen base weights are held in (mats.devices.DTYPES): bf16 halves a 7B LM's
+    # memory; the LoRA adapters stay fp32 (peft keeps them so) and train as before.
+    dtype: Precision = "fp32"
 
     def check(self) -> None:
         _at_least(self, 1, "max_answer_tokens", "max_instruction_tokens")
@@ -213,17 +226,26 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Text-only training data: AudioTIA JSONL files (or official MATS JSON, imported)."""
+    """Text-only training data: `train` entries as mats.data.loading lists them (AudioTIA JSONL,
+    official MATS JSON, audiocaps:/clotho:/musiccaps: CSVs, synthetic:N, ...)."""
 
     train: list[str] = field(default_factory=list)
-    # When set, texts come from the audio embeddings of these (audio, caption) pairs instead:
-    # the audio-supervised twin (MATS-Audio). Unused for text-only training.
+    # The audio-supervised twin (MATS-Audio): JSONL files whose records carry audio -- AudioTIA
+    # records with an "audio" field, or (audio, caption) pairs -- each embedded by its clip where
+    # text-only training embeds its text (mats.data.loading.iter_audio_records). When set, these
+    # are the training data and `train` is not read.
+    audio_train: list[str] = field(default_factory=list)
+    # The older name of audio_train (saved run configs hold it), read the same way after it.
     audio_pairs: list[str] = field(default_factory=list)
     max_records: int | None = None
     cache_dir: str | None = "cache/embeddings"
 
     def check(self) -> None:
         _at_least(self, 1, "max_records")
+
+    def audio_sources(self) -> list[str]:
+        """The audio-supervised training files (empty: text-only training)."""
+        return self.audio_train + self.audio_pairs
 
 
 @dataclass
@@ -255,8 +277,15 @@ class TrainConfig:
     seed: int = 0
     num_threads: int | None = None
     # bf16 autocast for the forward pass (weights and optimiser stay fp32): about 2x faster on
-    # CPUs with AMX/AVX512-bf16, measured on the mini-LM here.
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # CPUs with AMX/AVX512-bf16, measured on the mini-LM here. fp16 adds a gradient scaler.
+    precision: Precision = "fp32"
+    device: str = "auto"  # DEVICE_HELP; under torchrun each process takes its own GPU
+    # Recompute the frozen LM's activations in the backward pass instead of keeping them (non-
+    # reentrant torch.utils.checkpoint): about a third more compute for a fraction of the memory.
+    gradient_checkpointing: bool = False
+    # Several processes (torchrun): "ddp" replicates the model; "fsdp" shards the LM's weights,
+    # the adapters and the mapper over the processes (FSDP2 fully_shard; mats.parallel says why).
+    parallel: Literal["ddp", "fsdp"] = "ddp"
 
     def check(self) -> None:
         _positive(self, "lr", "grad_clip")
@@ -271,6 +300,8 @@ class TrainConfig:
         for task, weight in self.task_weights.items():
             if not (math.isfinite(weight) and weight >= 0):
                 raise ValueError(f"task_weights.{task} must be a finite number >= 0, got {weight!r}")
+        if not DEVICE_SPEC.fullmatch(self.device):
+            raise ValueError(f"device must be one of {DEVICE_HELP}, got {self.device!r}")
 
 
 @dataclass
@@ -331,16 +362,39 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, where: str = "", *, pre
         raise ConfigError(f"{where}: {err}" if where else str(err)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last silently,
+    so a second `train:` section would replace the first without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(cls: type, path: str | Path) -> Any:
-    """Read a YAML file into dataclass `cls` with `from_dict` (errors name the file)."""
+    """Read a YAML file into dataclass `cls` with `from_dict` (errors name the file). The file
+    must hold a mapping: an empty one (or only comments) is an error, not all the defaults."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a YAML config file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors) is not YAML
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (a binary file?)") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if data is None:
+        raise ConfigError(f"{path}: empty (no settings); a config is a YAML mapping such as configs/tiny.yaml")
+    if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return from_dict(cls, data, str(path))
 

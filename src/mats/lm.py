@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mats.config import LMConfig, LoraConfig
+from mats.devices import DTYPES
 
 EOS = "<|endoftext|>"
 IGNORE = -100  # the label of a position that is not scored (the transformers convention)
@@ -46,11 +47,12 @@ def train_bpe(texts: Iterable[str], vocab_size: int):
 
 
 def build_lm(cfg: LMConfig, base_dir: Path | None = None, corpus: list[str] | None = None):
-    """Return (model, tokenizer), frozen and in eval mode."""
+    """Return (model, tokenizer), frozen, in eval mode, on the CPU in cfg.dtype."""
     if cfg.backend == "hf":
         model, tokenizer = _load_hf(cfg, base_dir)
     elif cfg.backend == "tiny-gpt2":
         model, tokenizer = _build_tiny_gpt2(cfg, corpus)
+        model.to(DTYPES[cfg.dtype])  # built (seeded) in fp32, so every dtype holds the same weights
     else:
         raise LMError(f"unknown LM backend {cfg.backend!r}; expected 'hf' or 'tiny-gpt2'")
     if tokenizer.pad_token is None:
@@ -71,8 +73,9 @@ def _load_hf(cfg: LMConfig, base_dir: Path | None):
     if not path.is_dir():
         raise LMError(f"{path}: LM directory not found (models are never fetched from a hub)")
     try:
-        # fp32 whatever the stored dtype: shipped weights may be fp16, CPU inference wants fp32.
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+        # lm.dtype whatever the stored dtype (fp32 by default: shipped weights may be fp16, CPU
+        # inference wants fp32; a 7B base is held in bf16).
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=DTYPES[cfg.dtype])
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as err:
         if (
@@ -143,6 +146,27 @@ def labelled_loss(lm: nn.Module, labels: torch.Tensor, **inputs) -> tuple[torch.
     return F.cross_entropy(logits.float(), targets[keep], reduction="sum"), int(keep.sum())
 
 
+def enable_gradient_checkpointing(peft_model: nn.Module) -> None:
+    """Recompute the frozen LM's layer activations in the backward pass instead of storing them.
+
+    Non-reentrant torch.utils.checkpoint (what torch recommends): the recomputation is recorded
+    in the autograd graph, so gradients reach the LoRA weights inside the checkpointed layers and,
+    through `inputs_embeds`, the mapper. The reentrant variant gives a layer's weights no gradient
+    when none of its tensor inputs requires grad, which a frozen LM's often do not. The saved RNG
+    state is replayed, so dropout draws the same masks in the recomputation.
+    """
+    base = peft_model.get_base_model()
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name warns
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    # transformers also hooks the word embeddings to require grad (for LMs fed token ids, whose
+    # checkpointed input would otherwise have no grad); ours carries the mapper's graph already
+    if hasattr(base, "disable_input_require_grads"):
+        base.disable_input_require_grads()
+
+
 def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     """Wrap `model` with LoRA adapters; only the adapters train."""
     from peft import LoraConfig as PeftLoraConfig
@@ -160,25 +184,28 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     return get_peft_model(model, peft_cfg)
 
 
-def base_state_dict(peft_model: nn.Module) -> dict[str, torch.Tensor]:
-    """The frozen base LM's weights out of a LoRA-wrapped model, under their original names."""
-    base = peft_model.get_base_model()
+def base_state_dict(peft_model: nn.Module, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The frozen base LM's weights out of a LoRA-wrapped model, under their original names;
+    out of `state` (the wrapped base model's state dict, e.g. gathered from shards) when given."""
     out = {}
-    for key, value in base.state_dict().items():
+    for key, value in (peft_model.get_base_model().state_dict() if state is None else state).items():
         if "lora_" in key:
             continue
         out[key.replace(".base_layer.", ".")] = value
     return out
 
 
-def export_lm(peft_model: nn.Module, tokenizer, directory: Path, half: bool = False) -> None:
-    """Write the base LM (without adapters) and tokenizer so the `hf` backend reloads them."""
+def export_lm(
+    peft_model: nn.Module, tokenizer, directory: Path, half: bool = False, state: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Write the base LM (without adapters) and tokenizer so the `hf` backend reloads them;
+    `state` as base_state_dict takes it."""
     from transformers import AutoModelForCausalLM
 
     directory.mkdir(parents=True, exist_ok=True)
     config = peft_model.get_base_model().config
     clean = AutoModelForCausalLM.from_config(config)
-    missing, unexpected = clean.load_state_dict(base_state_dict(peft_model), strict=False)
+    missing, unexpected = clean.load_state_dict(base_state_dict(peft_model, state), strict=False)
     # Tied output embeddings may be absent from the state dict; anything else is a bug.
     if unexpected or any("lm_head" not in k for k in missing):
         raise LMError(f"cannot export LM: missing {missing}, unexpected {unexpected}")

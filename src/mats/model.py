@@ -10,6 +10,12 @@ Sequence layout (one row per sample):
 `pre` and the text around the instruction come from `split_template` (the one place the chat
 template is taken apart; mats_lab.lm_pretrain writes the mini-LM's chat lines with it too). Labels
 are -100 everywhere but the answer tokens and the final eos.
+
+Devices: a model is built on the CPU and `place(device)` moves the mapper, the LM, the encoder and
+the Santa memory together; every tensor a call makes is made on `model.device` (token ids are
+laid out on the CPU and copied once). The trained weights stay fp32; the frozen LM and encoder are
+held in `lm.dtype` / `encoder.dtype`, and the prefix is cast to the LM's dtype where it joins the
+word embeddings.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mats.config import ModelConfig, from_dict, to_dict
+from mats.devices import resolve_device, to_device
 from mats.lm import IGNORE, apply_lora, build_lm, export_lm, labelled_loss
 from mats.mapper import Mapper
 
@@ -33,6 +40,19 @@ CONFIG = "config.json"
 
 class ModelError(Exception):
     """A saved model is missing, incomplete or inconsistent."""
+
+
+def absolute_paths(cfg: ModelConfig, base_dir: Path) -> ModelConfig:
+    """`cfg` with the relative paths of its encoder (path and path options) and LM made absolute
+    against `base_dir`. `mats train` applies it with the working directory, once, so the trained
+    model's config.json names the checkpoints it was trained with whatever directory loads it;
+    a path inside a saved model's own directory (an exported encoder or LM) is written relative to
+    that directory, which is what loading resolves it against."""
+    from mats.encoders import absolute_path
+    from mats.encoders import absolute_paths as encoder_paths
+
+    lm = cfg.lm if cfg.lm.path is None else replace(cfg.lm, path=str(absolute_path(cfg.lm.path, base_dir)))
+    return replace(cfg, encoder=encoder_paths(cfg.encoder, base_dir), lm=lm)
 
 
 def split_template(template: str) -> tuple[str, str, str]:
@@ -87,16 +107,41 @@ class MATS(nn.Module):
         lm, tokenizer = build_lm(cfg.lm, base_dir, corpus)
         return cls(cfg, encoder, lm, tokenizer)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model computes: its mapper's (and LM's) device."""
+        return self.mapper.project.weight.device
+
+    def place(self, device: str | torch.device = "auto") -> MATS:
+        """Hold the mapper, the LM, the encoder and the Santa memory on `device` (resolve_device's
+        names: auto, cpu, cuda, cuda:N, mps); returns the model."""
+        from mats.encoders import place_encoder
+
+        device = resolve_device(device)
+        if self.device != device:  # a sharded model's weights are placed by FSDP (mats.parallel)
+            self.to(device)
+        self.__dict__["encoder"] = place_encoder(self.encoder, device, self.cfg.encoder.dtype)
+        if self.memory is not None:
+            self.memory = self.memory.to(device)
+        return self
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+    def trainable_state_dict(self, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The trained weights by name, out of `state` (a full state dict gathered from sharded
+        weights, mats.parallel) or, by default, this process's own state_dict()."""
         names = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.state_dict().items() if k in names}
+        return {k: v for k, v in (self.state_dict() if state is None else state).items() if k in names}
 
-    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Strict: every trained weight must be present and nothing else."""
-        own = self.trainable_state_dict()
+    def exports_lm(self, bundle: bool = False) -> bool:
+        """Whether save_pretrained writes the base LM into the model directory (built-in LMs; all
+        with bundle), which then needs the frozen weights as well as the trained ones."""
+        return self.cfg.lm.backend != "hf" or bundle
+
+    def check_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Every trained weight present with its shape and nothing else, else ModelError."""
+        own = {n: p.shape for n, p in self.named_parameters() if p.requires_grad}  # full shapes, sharded too
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or unexpected:
             raise ModelError(
@@ -104,8 +149,12 @@ class MATS(nn.Module):
                 f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
             )
         for k, v in state.items():
-            if own[k].shape != v.shape:
-                raise ModelError(f"weight {k}: shape {tuple(v.shape)} != {tuple(own[k].shape)}")
+            if own[k] != v.shape:
+                raise ModelError(f"weight {k}: shape {tuple(v.shape)} != {tuple(own[k])}")
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Strict: every trained weight must be present and nothing else."""
+        self.check_trainable_state_dict(state)
         self.load_state_dict(state, strict=False)
 
     # ---------------------------------------------------------------- prompts
@@ -130,28 +179,32 @@ class MATS(nn.Module):
         row starts at the same offset; for generation each row is then rolled right by its
         padding, which puts the pads on the left.
         """
-        prefix = self.mapper(emb)  # (B, P, H)
+        dev = self.device
+        prefix = self.mapper(to_device(emb, dev))  # (B, P, H)
         b, p, h = prefix.shape
         pad_id = self.tokenizer.pad_token_id
         texts = [x.post + x.answer for x in prompts]
         width = max(len(x) for x in texts)
+        # token ids and labels are laid out row by row on the CPU, then copied over once each
         ids = torch.full((b, width), pad_id, dtype=torch.long)  # (B, W)
         for i, x in enumerate(texts):
             ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
-        pre = self._embed_ids(torch.tensor(self._pre_ids, dtype=torch.long))  # (S, H)
-        embeds = torch.cat([pre.expand(b, -1, -1), prefix, self._embed_ids(ids)], dim=1)  # (B, T, H)
+        pre = self._embed_ids(torch.tensor(self._pre_ids, dtype=torch.long, device=dev))  # (S, H)
+        words = self._embed_ids(to_device(ids, dev))  # (B, W, H) in the LM's dtype
+        embeds = torch.cat([pre.expand(b, -1, -1), prefix.to(words.dtype), words], dim=1)  # (B, T, H)
         offset = pre.shape[0] + p
         t = offset + width
-        lengths = torch.tensor([offset + len(x) for x in texts])  # (B,)
-        mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).long()  # (B, T)
+        lengths = torch.tensor([offset + len(x) for x in texts], device=dev)  # (B,)
+        mask = (torch.arange(t, device=dev).unsqueeze(0) < lengths.unsqueeze(1)).long()  # (B, T)
         labels = torch.full((b, t), IGNORE, dtype=torch.long)
         for i, x in enumerate(prompts):
             if x.answer:
                 a0 = offset + len(x.post)
                 labels[i, a0 : a0 + len(x.answer)] = torch.tensor(x.answer)
+        labels = to_device(labels, dev)  # (B, T)
         if left_pad:
             shift = t - lengths  # (B,) pads per row
-            src = (torch.arange(t).unsqueeze(0) - shift.unsqueeze(1)) % t  # (B, T) source column
+            src = (torch.arange(t, device=dev).unsqueeze(0) - shift.unsqueeze(1)) % t  # (B, T) source column
             embeds = embeds.gather(1, src.unsqueeze(-1).expand(-1, -1, h))
             mask, labels = mask.gather(1, src), labels.gather(1, src)
         return embeds, mask, labels
@@ -199,16 +252,25 @@ class MATS(nn.Module):
             use_cache=True,
         )  # (B, new) — with inputs_embeds only the generated ids are returned
         self.train(was_training)
-        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(out.cpu(), skip_special_tokens=True)
         return [t.strip() for t in texts]
 
     # ---------------------------------------------------------------- save / load
 
-    def save_pretrained(self, directory: str | Path, half: bool = False, bundle: bool = False) -> None:
+    def save_pretrained(
+        self,
+        directory: str | Path,
+        half: bool = False,
+        bundle: bool = False,
+        state: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         """config.json, model.safetensors (what trained), santa.safetensors, and built-in bases.
 
         half=True stores weights and memory in float16 (for shipping); loading gives float32.
         bundle=True also copies an LM loaded from a path into the directory (self-contained).
+        state: the full state dict when the weights are sharded (mats.parallel.full_state gathers
+        it: the trained weights, and the frozen ones too when `exports_lm(bundle)`); None: this
+        process's own.
         """
         from mats.santa import save_memory
 
@@ -217,13 +279,14 @@ class MATS(nn.Module):
         cfg = self.cfg
         exported = self.encoder.export(directory / "encoder")
         if exported is not None:
-            cfg = replace(cfg, encoder=exported)
-        if cfg.lm.backend != "hf" or bundle:
-            export_lm(self.lm, self.tokenizer, directory / "lm", half=half)
+            cfg = replace(cfg, encoder=replace(exported, dtype=cfg.encoder.dtype))
+        if self.exports_lm(bundle):
+            lm_state = None if state is None else _strip(state, "lm.base_model.model.")
+            export_lm(self.lm, self.tokenizer, directory / "lm", half=half, state=lm_state)
             cfg = replace(cfg, lm=replace(cfg.lm, backend="hf", path="lm", options={}))
         dtype = torch.float16 if half else torch.float32
-        state = {k: v.detach().to(dtype).contiguous() for k, v in self.trainable_state_dict().items()}
-        save_file(state, str(directory / WEIGHTS))
+        weights = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.trainable_state_dict(state).items()}
+        save_file(weights, str(directory / WEIGHTS))
         if self.memory is not None:
             save_memory(self.memory, directory / MEMORY, dtype=dtype)
         elif cfg.santa.mode != "noise_only":
@@ -233,12 +296,14 @@ class MATS(nn.Module):
         (directory / CONFIG).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> MATS:
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> MATS:
         """Strict: every part the config implies must be there and readable; errors name the file.
         santa.safetensors may be absent only when the config's Santa mode is `noise_only` (the
-        model then has no memory, as `mats train` saves such a model)."""
+        model then has no memory, as `mats train` saves such a model). The model is placed on
+        `device` (resolve_device's names; "auto": the GPU when there is one)."""
         from mats.santa import SantaError, load_memory
 
+        device = resolve_device(device)  # a bad name fails before any loading
         directory = Path(directory)
         if not (directory / CONFIG).is_file() or not (directory / WEIGHTS).is_file():
             raise ModelError(f"{directory}: not a MATS model directory (needs {CONFIG} and {WEIGHTS})")
@@ -266,7 +331,7 @@ class MATS(nn.Module):
             except SantaError as err:
                 raise ModelError(str(err)) from None
         model.eval()
-        return model
+        return model.place(device)
 
 
 # Size fields of a transformers config.json that must be positive whole numbers; a string
@@ -286,6 +351,11 @@ _LM_SIZE_KEYS = (
     "intermediate_size",
     "max_position_embeddings",
 )
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of `state` under `prefix`, named without it."""
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _read_json(path: Path) -> dict:

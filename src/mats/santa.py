@@ -26,6 +26,7 @@ Projection (`santa_project`, z the audio embedding, m_i the memory entries):
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from mats.config import SantaConfig, choices
+from mats.devices import to_device
 from mats.noise import inject_noise, l2_normalize
 
 
@@ -67,6 +69,23 @@ class SantaMemory:
         if self.texts is not None and len(self.texts) != self.entries.shape[0]:
             raise SantaError(f"memory has {self.entries.shape[0]} entries but {len(self.texts)} texts")
         self.entry_sq_norms = torch.einsum("md,md->m", self.entries, self.entries)  # (M,)
+
+    @property
+    def device(self) -> torch.device:
+        return self.entries.device
+
+    def to(self, device: torch.device | str) -> SantaMemory:
+        """The memory on `device` (itself when it is there already): the lookup runs where the
+        model runs. The squared norms are copied, not recomputed, so every device looks up with
+        the same numbers."""
+        device = torch.device(device)
+        if self.device == device:
+            return self
+        moved = copy.copy(self)  # not validated again: the same tensors, checked once
+        moved.entries, moved.centroids, moved.assign, moved.entry_sq_norms = (
+            t.to(device) for t in (self.entries, self.centroids, self.assign, self.entry_sq_norms)
+        )
+        return moved
 
     @property
     def dim(self) -> int:
@@ -125,9 +144,9 @@ def save_memory(mem: SantaMemory, path: str | Path, dtype: torch.dtype = torch.f
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
-        "entries": mem.entries.to(dtype).contiguous(),
-        "centroids": mem.centroids.to(dtype).contiguous(),
-        "assign": mem.assign.contiguous(),
+        "entries": mem.entries.to("cpu", dtype).contiguous(),
+        "centroids": mem.centroids.to("cpu", dtype).contiguous(),
+        "assign": mem.assign.cpu().contiguous(),
     }
     # One metadata key: safetensors writes the metadata map in no fixed order, so two keys made
     # saves of one memory differ byte for byte (a reship then rewrote an unchanged 10 MB asset).
@@ -268,6 +287,11 @@ def build_memory(text_emb: torch.Tensor, sigma: float, cfg: SantaConfig, texts: 
         raise SantaError("text_emb contains NaN or inf")
     if bool((text_emb.norm(dim=-1) == 0).any()):
         raise SantaError("text_emb has an all-zero row, which has no direction to normalise")
+    # Built on the CPU wherever the model runs (the memory then moves with it, SantaMemory.to):
+    # the noise comes from a seeded CPU generator and the k-means from faiss-cpu (what mats
+    # depends on: one wheel for every machine; faiss's GPU builds are separate packages tied to a
+    # CUDA version) or scikit-learn, so a seed gives the same memory on every machine. Building
+    # one of 20,000 entries takes seconds, once per training run; the lookup runs on the device.
     gen = torch.Generator().manual_seed(int(cfg.seed))
     entries = inject_noise(text_emb.detach().float().cpu(), sigma, generator=gen)  # (M, D)
     return cluster_memory(entries, cfg, texts)
@@ -305,13 +329,16 @@ def cluster_memory(entries: torch.Tensor, cfg: SantaConfig, texts: list[str] | N
 def santa_project(z: torch.Tensor, memory: SantaMemory | None, cfg: SantaConfig) -> torch.Tensor:
     """Santa-projected audio embeddings. z (B, D) -> (B, D) float32. See the module docstring.
 
-    `memory` may be None only in mode "noise_only".
+    `memory` may be None only in mode "noise_only". The result is on the memory's device (the
+    lookup runs there); without a memory, on z's.
     """
     check_config(cfg)
     if not isinstance(z, torch.Tensor) or z.dim() != 2 or not z.is_floating_point():
         got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
         raise SantaError(f"audio embeddings must be a float tensor of shape (B, D), got {got}")
-    z = z.detach().float().cpu()
+    z = z.detach().float()
+    if memory is not None:
+        z = to_device(z, memory.device)
     if cfg.normalize_audio:
         z = l2_normalize(z)  # (B, D)
 

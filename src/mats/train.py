@@ -14,6 +14,14 @@ The loop is built so that a run is a pure function of (config, seed, step):
 Every `probe_every` steps metrics.jsonl also gets `probe_loss` / `probe_loss_shuffled`: a fixed
 batch scored with its own embeddings and with shuffled ones, the sign that the model uses its input.
 Output: DIR/metrics.jsonl, DIR/checkpoints/step_XXXXXXX/, DIR/final/ (a loadable model).
+
+Devices (mats.devices): each process computes on `train.device` (auto: the GPU of its LOCAL_RANK
+when CUDA is present) under autocast in `train.precision`; the processes talk over NCCL between
+GPUs, gloo otherwise. The embeddings and their noise are made on the CPU (the noise from seeded CPU
+generators, so every device trains on the same inputs) and copied over per micro-batch.
+`train.parallel: fsdp` shards the model over the processes (mats.parallel); its checkpoints hold
+the same full tensors as DDP's. Relative checkpoint paths in the preset are made absolute against
+the working directory first (mats.model.absolute_paths), so the trained model loads from anywhere.
 """
 
 from __future__ import annotations
@@ -27,8 +35,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +47,27 @@ import torch
 import torch.distributed as dist
 import yaml
 from safetensors.torch import load_file, save_file
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
-from mats.cache import cached_audio_embeddings, cached_text_embeddings
+from mats import parallel
+from mats.cache import (
+    CHUNK,
+    CachedRows,
+    EmbeddingStore,
+    audio_embedder,
+    audio_store,
+    cached_rows,
+    embed_texts,
+    text_embedder,
+    text_store,
+)
 from mats.config import RunConfig, TrainConfig, to_dict
-from mats.data.loading import load_training_records
-from mats.data.records import read_pairs
-from mats.model import MATS, TokenizedPrompt
+from mats.data.loading import iter_audio_records, iter_training_records
+from mats.data.records import TASKS, AudioTIARecord
+from mats.data.stream import Corpus, LazyMap, RecordFile, first_rows
+from mats.devices import attention_kernels, autocast, distributed_backend, grad_scaler, resolve_device, to_device
+from mats.lm import enable_gradient_checkpointing
+from mats.model import MATS, TokenizedPrompt, absolute_paths
 from mats.noise import inject_noise_keyed, l2_normalize, noise_seed
 from mats.schedule import lr_at
 from mats.threads import torch_threads
@@ -54,6 +77,7 @@ DROPOUT_SALT = 0x5EED  # keeps dropout seeds apart from the noise seeds of the s
 SAMPLER_SALT = 0xBA7C  # keeps weighted batch draws apart from the epoch permutations
 GROUP_SALT = 0x6A0B  # the order of a length group's batches
 PROBE_SIZE = 64
+PROMPT_CACHE = 4096  # tokenised prompts kept: a batch's rows are read for its token count, then its micro-batches
 
 
 class TrainError(Exception):
@@ -134,18 +158,29 @@ class RunLock:
 class Dist:
     rank: int = 0
     world: int = 1
+    device: torch.device = torch.device("cpu")  # where this process computes
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def comm_device(self) -> torch.device:
+        """Where tensors for collectives go: the GPU under NCCL, the CPU under gloo."""
+        return self.device if distributed_backend(self.device) == "nccl" else torch.device("cpu")
 
-def setup_distributed() -> Dist:
-    """torchrun sets WORLD_SIZE/RANK; gloo works on CPU."""
+
+def setup_distributed(device: str = "auto") -> Dist:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; this process computes on `device` (resolve_device:
+    "auto" and "cuda" take the GPU of LOCAL_RANK), and joins the others over NCCL on GPUs, gloo
+    on the CPU."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)  # NCCL's collectives and barriers run on the current device
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return Dist(int(os.environ.get("RANK", "0")), world)
+        dist.init_process_group(distributed_backend(dev))
+    return Dist(int(os.environ.get("RANK", "0")), world, dev)
 
 
 def record_probabilities(tasks: list[str], task_weights: dict[str, float]) -> np.ndarray | None:
@@ -196,6 +231,8 @@ def length_grouped_batches(
 
 
 def _rng_state() -> dict:
+    # No CUDA generator state: every micro-batch reseeds before its dropout (torch.manual_seed
+    # seeds the GPUs too), so nothing random on a GPU outlives a step.
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
 
 
@@ -210,8 +247,10 @@ def latest_checkpoint(out: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def save_checkpoint(out: Path, step: int, model: MATS, optimizer, scheduler, d: Dist, keep: int) -> None:
-    """Write to a temporary directory, then rename: a crash never leaves a half checkpoint."""
+def save_checkpoint(out: Path, step: int, model: MATS, optimizer, scheduler, d: Dist, keep: int, scaler=None) -> None:
+    """Write to a temporary directory, then rename: a crash never leaves a half checkpoint.
+    A sharded model's weights and optimiser state are gathered whole (every rank takes part), so
+    the files are those of an unsharded run."""
     root = out / "checkpoints"
     final = root / f"{CKPT_PREFIX}{step:07d}"
     tmp = root / f".tmp_{CKPT_PREFIX}{step:07d}"
@@ -220,13 +259,14 @@ def save_checkpoint(out: Path, step: int, model: MATS, optimizer, scheduler, d: 
         tmp.mkdir(parents=True)
     _barrier(d)
     torch.save(_rng_state(), tmp / f"rng_rank{d.rank}.pt")
+    weights, optim = _full_training_state(model, optimizer)
     if d.main:
-        state = {k: v.detach().contiguous() for k, v in model.trainable_state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
         save_file(state, str(tmp / "trainable.safetensors"))
-        torch.save(
-            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "world": d.world},
-            tmp / "optim.pt",
-        )
+        meta = {"optimizer": optim, "scheduler": scheduler.state_dict(), "step": step, "world": d.world}
+        if scaler is not None:
+            meta["scaler"] = scaler.state_dict()  # fp16's loss scale, so a resumed run scales as this one
+        torch.save(meta, tmp / "optim.pt")
     _barrier(d)
     if d.main:
         shutil.rmtree(final, ignore_errors=True)
@@ -236,13 +276,29 @@ def save_checkpoint(out: Path, step: int, model: MATS, optimizer, scheduler, d: 
     _barrier(d)
 
 
-def load_checkpoint(path: Path, model: MATS, optimizer, scheduler, d: Dist) -> int:
-    meta = torch.load(path / "optim.pt", weights_only=False)
+def _full_training_state(model: MATS, optimizer) -> tuple[dict, dict]:
+    """(trained weights, optimiser state) as whole tensors: gathered onto rank 0 from a sharded
+    model (every rank must call this), else this process's own."""
+    if parallel.is_sharded(model):
+        return model.trainable_state_dict(parallel.full_state(model)), parallel.full_optimizer_state(model, optimizer)
+    return model.trainable_state_dict(), optimizer.state_dict()
+
+
+def load_checkpoint(path: Path, model: MATS, optimizer, scheduler, d: Dist, scaler=None) -> int:
+    # on the CPU first: the optimiser moves its state to its parameters' device when loading it
+    meta = torch.load(path / "optim.pt", map_location="cpu", weights_only=False)
     if meta["world"] != d.world:
         raise TrainError(f"{path}: written by {meta['world']} process(es), resuming with {d.world}")
-    model.load_trainable_state_dict(load_file(str(path / "trainable.safetensors")))
-    optimizer.load_state_dict(meta["optimizer"])
+    weights = load_file(str(path / "trainable.safetensors"))
+    if parallel.is_sharded(model):
+        parallel.load_full_trainable(model, weights)
+        parallel.load_full_optimizer_state(model, optimizer, meta["optimizer"])
+    else:
+        model.load_trainable_state_dict(weights)
+        optimizer.load_state_dict(meta["optimizer"])
     scheduler.load_state_dict(meta["scheduler"])
+    if scaler is not None and "scaler" in meta:
+        scaler.load_state_dict(meta["scaler"])
     _set_rng_state(torch.load(path / f"rng_rank{d.rank}.pt", weights_only=False))
     return int(meta["step"])
 
@@ -255,7 +311,7 @@ def _barrier(d: Dist) -> None:
 def _all_sum(x: float, d: Dist) -> float:
     if d.world == 1:
         return x
-    t = torch.tensor([x], dtype=torch.float64)
+    t = torch.tensor([x], dtype=torch.float64, device=d.comm_device)
     dist.all_reduce(t)
     return float(t.item())
 
@@ -273,7 +329,9 @@ def train(
 ) -> Path:
     """Train a MATS model text-only; returns the directory of the final model."""
     out, tc = Path(out), run.train
-    d = setup_distributed()
+    run = replace(run, model=absolute_paths(run.model, Path.cwd()))  # what config.json will name
+    check_precision(run)
+    d = setup_distributed(tc.device)
     # --max-steps stops early; the schedule's horizon stays the configured run length, so a run
     # stopped at N and resumed gives the same weights as one that never stopped.
     max_steps = max_steps if max_steps is not None else tc.max_steps
@@ -281,27 +339,53 @@ def train(
     chunks = micro_batches(tc, d)
     with torch_threads(tc.num_threads), RunLock(out, take=d.main):
         _set_up(out, resume, tc)
-        data = _training_data(run, d, progress)
+        data = _training_data(run, d, progress, out)
         p_record = _task_probabilities(data, tc, d)
-        model = MATS.build(run.model, encoder=data.encoder, corpus=data.corpus())
-        prompts = [model.tokenize(r.instruction, r.answer) for r in data.records]
-        batches = Batches(prompts, p_record, tc)
+        model = _build_model(run, data, d)
+        batches = Batches(data.prompts(model), p_record, tc)
         state = _training_state(model, tc, horizon)
         start = _resume(out, state, d) if resume else 0
         if d.main:
             (out / "config.yaml").write_text(yaml.safe_dump(to_dict(run), sort_keys=False))
             _truncate_metrics(out / "metrics.jsonl", start)
-        if d.world > 1:
-            state.wrapped = torch.nn.parallel.DistributedDataParallel(model)
+        if d.world > 1 and tc.parallel == "ddp":
+            ids = [d.device.index] if d.device.type == "cuda" else None
+            state.wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         model.train()
         steps = range(start, max_steps)
         with StopSignals() as stop:  # only around the loop: before it, Ctrl-C stops at once
             last_probe = _run_steps(state, data, batches, chunks, run, out, d, steps, horizon, progress, stop)
-        _warn_if_input_ignored(last_probe)
+        if d.main:
+            _warn_if_input_ignored(last_probe)
         return _save_final(run, out, model, data, d)
 
 
 # ---- set-up
+
+
+def check_precision(run: RunConfig) -> None:
+    """A frozen LM held in bf16 or fp16 computes in that format: autocast may not ask for the other
+    (bf16 weights under fp16 autocast fail in torch's autocast, and would overflow besides)."""
+    held, precision = run.model.lm.dtype, run.train.precision
+    if held != "fp32" and precision not in ("fp32", held):
+        raise TrainError(
+            f"train.precision {precision} does not go with model.lm.dtype {held}: use precision {held} "
+            f"(or fp32: the {held} weights then compute in {held})"
+        )
+
+
+def _build_model(run: RunConfig, data: TrainingData, d: Dist) -> MATS:
+    """The fresh model on this process's device, its LM checkpointed and the whole sharded as the
+    config asks (before the optimiser is made: it must hold the sharded parameters)."""
+    tc = run.train
+    model = MATS.build(run.model, encoder=data.encoder, corpus=data.corpus())
+    if tc.gradient_checkpointing:
+        enable_gradient_checkpointing(model.lm)
+    if d.world > 1 and tc.parallel == "fsdp":
+        # sharded from the CPU: each unit goes to the device as its shard, so no process ever
+        # holds the whole model there (a 7B base need not fit one GPU)
+        parallel.shard(model, d.device, d.world)
+    return model.place(d.device)  # the rest: the whole model, or the encoder and the memory
 
 
 def micro_batches(tc: TrainConfig, d: Dist) -> list[range]:
@@ -336,38 +420,55 @@ def _set_up(out: Path, resume: bool, tc: TrainConfig) -> None:
 
 @dataclass
 class TrainingData:
-    """The training records and the frozen encoder's embeddings of their texts."""
+    """The training records and the frozen encoder's embeddings of their texts (of their clips
+    for the audio-supervised twin), streamed: the records are read from disk when a batch needs
+    them (mats.data.stream.RecordFile) and their embeddings from the memory-mapped cache
+    (mats.cache.CachedRows), so RAM holds only small arrays per record, whatever the corpus's size. A list of records and an (N, D) tensor work
+    the same way (the in-memory reference the tests compare streaming with)."""
 
-    records: list
+    records: Sequence[AudioTIARecord]
     encoder: Any
-    emb: torch.Tensor | None  # (N, D) cached embeddings; None: the encoder runs inside each step
-    texts: list[str]  # records' texts (what is embedded)
+    # rows by record index: CachedRows or an (N, D) tensor; None: the encoder runs inside each step
+    emb: Any
+    task_ids: np.ndarray  # (N,) uint8 index into TASKS
+    distinct: np.ndarray  # (U,) ascending: the first record of each distinct text (twin: clip)
+
+    @property
+    def texts(self) -> Sequence[str]:
+        """The records' texts (what text-only training embeds), read when indexed."""
+        return LazyMap(self.records, lambda r: r.text)
 
     def embeddings(self, rows) -> torch.Tensor:
         """(b, D) embeddings of records `rows` (b,)."""
         return _batch_embeddings(self.emb, rows, self.encoder, self.texts)
 
-    def corpus(self) -> list[str]:
-        """Every text of the records: what built-in LMs train their tokenizer on."""
-        return [x for r in self.records for x in (r.text, r.instruction, r.answer)]
+    def corpus(self) -> Corpus:
+        """Every text of the records: what built-in LMs train their tokenizer on (read when used)."""
+        return Corpus(self.records)
+
+    def prompts(self, model: MATS) -> Sequence[TokenizedPrompt]:
+        """Each record's tokenised prompt, tokenised when a batch reads it."""
+        return LazyMap(self.records, lambda r: model.tokenize(r.instruction, r.answer), cache=PROMPT_CACHE)
 
 
-def _training_data(run: RunConfig, d: Dist, progress: bool) -> TrainingData:
+def _training_data(run: RunConfig, d: Dist, progress: bool, spill_dir: Path | None = None) -> TrainingData:
+    """The encoder and the records (spilled to an unnamed file in `spill_dir`), their embeddings
+    computed into the cache where missing (the processes of a torchrun job share the work)."""
     from mats.encoders import build_encoder
 
-    encoder = build_encoder(run.model.encoder)
-    records, emb = _load_data(run, encoder, d, progress)
-    if len(records) < run.train.batch_size:
-        raise TrainError(f"{len(records)} training records is fewer than one batch ({run.train.batch_size})")
-    return TrainingData(records, encoder, emb, [r.text for r in records])
+    encoder = build_encoder(run.model.encoder, device=d.device)
+    data = _load_data(run, encoder, d, progress, spill_dir)
+    if len(data.records) < run.train.batch_size:
+        raise TrainError(f"{len(data.records)} training records is fewer than one batch ({run.train.batch_size})")
+    return data
 
 
 def _task_probabilities(data: TrainingData, tc: TrainConfig, d: Dist) -> np.ndarray | None:
     """record_probabilities of the records (N,) or None; rank 0 prints the task shares."""
-    tasks = np.array([r.task for r in data.records])  # (N,)
-    p_record = record_probabilities(tasks.tolist(), tc.task_weights)
+    p_record = record_probabilities([TASKS[k] for k in data.task_ids], tc.task_weights)
     if p_record is not None and d.main:
-        shares = ", ".join(f"{t} {p_record[tasks == t].sum():.0%}" for t in np.unique(tasks))
+        present = sorted((TASKS[k], k) for k in np.unique(data.task_ids))
+        shares = ", ".join(f"{t} {p_record[data.task_ids == k].sum():.0%}" for t, k in present)
         tqdm.write(f"task shares of the batches: {shares}")
     return p_record
 
@@ -379,17 +480,21 @@ class Batches:
     """The records of each global batch, their tokenised prompts, and what a batch's summed
     answer loss is divided by."""
 
-    def __init__(self, prompts: list[TokenizedPrompt], p_record: np.ndarray | None, tc: TrainConfig) -> None:
-        self.prompts = prompts
+    def __init__(self, prompts: Sequence[TokenizedPrompt], p_record: np.ndarray | None, tc: TrainConfig) -> None:
+        self.prompts = prompts  # a list, or TrainingData.prompts: tokenised when read
         self.p_record = p_record  # (N,) or None: uniform epochs
         self.batch_size, self.seed = tc.batch_size, tc.seed
         self.groups = tc.length_groups if tc.length_groups > 1 else 0
-        self.n_answer = np.array([len(p.answer) for p in prompts])  # (N,)
-        self.lengths = np.array([len(p.post) + len(p.answer) for p in prompts])  # (N,) row tokens
-        # With length groups, the loss of every batch is divided by the same count, the expected
-        # answer tokens of a batch, so a token weighs what it would in an ungrouped batch.
-        mean_answer = self.n_answer @ p_record if p_record is not None else self.n_answer.mean()
-        self.expected_tokens = float(tc.batch_size * mean_answer)
+        self.n_answer: np.ndarray | None = None  # (N,) answer tokens; only length groups need them all
+        if self.groups:
+            # One pass over every prompt (tokenised and dropped), keeping two small ints each.
+            counts = np.array([(len(p.answer), len(p.post)) for p in prompts], dtype=np.int64).reshape(-1, 2)
+            self.n_answer = counts[:, 0]  # (N,)
+            self.lengths = counts.sum(1)  # (N,) row tokens
+            # With length groups, the loss of every batch is divided by the same count, the expected
+            # answer tokens of a batch, so a token weighs what it would in an ungrouped batch.
+            mean_answer = self.n_answer @ p_record if p_record is not None else self.n_answer.mean()
+            self.expected_tokens = float(tc.batch_size * mean_answer)
         self._group: tuple[int, list[np.ndarray]] | None = None  # (first step, its batches)
 
     def rows(self, step: int) -> np.ndarray:
@@ -407,6 +512,9 @@ class Batches:
 
     def answer_tokens(self, rows: np.ndarray) -> tuple[int, float]:
         """(the batch's answer tokens, the count its loss is divided by)."""
+        if self.n_answer is None:  # no length groups: the batch's own count
+            tokens = sum(len(self.prompts[i].answer) for i in rows)
+            return tokens, tokens
         tokens = int(self.n_answer[rows].sum())
         return tokens, (self.expected_tokens if self.groups else tokens)
 
@@ -421,7 +529,8 @@ class TrainingState:
     model: MATS
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    wrapped: torch.nn.Module  # what the step calls: the model, or its DDP wrapper
+    wrapped: torch.nn.Module  # what the step calls: the model (sharded in place by FSDP), or its DDP wrapper
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
 
 
 def _training_state(model: MATS, tc: TrainConfig, horizon: int) -> TrainingState:
@@ -429,7 +538,7 @@ def _training_state(model: MATS, tc: TrainConfig, horizon: int) -> TrainingState
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_at(step, tc.warmup_steps, horizon, tc.schedule)
     )
-    return TrainingState(model, optimizer, scheduler, model)
+    return TrainingState(model, optimizer, scheduler, model, grad_scaler(model.device, tc.precision))
 
 
 def _resume(out: Path, state: TrainingState, d: Dist) -> int:
@@ -437,7 +546,7 @@ def _resume(out: Path, state: TrainingState, d: Dist) -> int:
     ckpt = latest_checkpoint(out)
     if ckpt is None:
         raise TrainError(f"--resume: no checkpoint under {out / 'checkpoints'}")
-    return load_checkpoint(ckpt, state.model, state.optimizer, state.scheduler, d)
+    return load_checkpoint(ckpt, state.model, state.optimizer, state.scheduler, d, state.scaler)
 
 
 def _forward_backward(
@@ -454,7 +563,8 @@ def _forward_backward(
     """Forward and backward over this process's micro-batches of global batch `idx` (B,), leaving
     the gradient of the global batch's loss; returns this process's summed answer loss."""
     tc = run.train
-    loss_sum = 0.0
+    dev = state.model.device
+    losses = []  # read once at the end: a float() per micro-batch would make the host wait for the GPU
     for c, chunk in enumerate(chunks):
         pos = torch.tensor(list(chunk))
         rows = idx[list(chunk)]
@@ -464,25 +574,40 @@ def _forward_backward(
         z = data.embeddings(rows)  # (b, D)
         # Keyed by position in the global batch: independent of the process split.
         z = inject_noise_keyed(z, run.model.noise.sigma, seed=tc.seed, step=step, keys=pos)
+        z = to_device(z, dev)
         sync = c == len(chunks) - 1 or d.world == 1
-        ctx = state.wrapped.no_sync() if (d.world > 1 and not sync) else nullcontext()
-        # The math attention kernel: on CPU the flash kernel's backward was the slowest op
-        # of a MATS-mini step (rows of ~100 tokens), and math's is faster there (figures:
-        # docs/experiments.md, "Machinery: the tiny preset, resume, DDP, speed").
-        with ctx, sdpa_kernel(SDPBackend.MATH):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
+        # attention_kernels: the math kernel on the CPU (faster there, mats.devices), fused ones elsewhere
+        with _gradient_sync(state, d, sync), attention_kernels(dev):
+            with autocast(dev, tc.precision):
                 loss, _ = state.wrapped(z, [batches.prompts[i] for i in rows])
-            # DDP averages gradients over processes; scale so the sum is the global mean.
-            (loss.float() * d.world / total_tokens).backward()
-        loss_sum += float(loss.detach())
-    return loss_sum
+            # DDP and FSDP average gradients over processes; scale so the sum is the global mean.
+            scaled = loss.float() * d.world / total_tokens
+            (scaled if state.scaler is None else state.scaler.scale(scaled)).backward()
+        losses.append(loss.detach())
+    return sum(float(x) for x in losses)
+
+
+def _gradient_sync(state: TrainingState, d: Dist, sync: bool):
+    """Reduce gradients over the processes only after the last micro-batch (DDP's no_sync,
+    FSDP's set_requires_gradient_sync); a context manager."""
+    if parallel.is_sharded(state.wrapped):
+        state.wrapped.set_requires_gradient_sync(sync)
+        return nullcontext()
+    return state.wrapped.no_sync() if (d.world > 1 and not sync) else nullcontext()
 
 
 def _update(state: TrainingState, grad_clip: float) -> None:
-    """Clip, step the optimiser and the schedule, clear the gradients."""
+    """Clip, step the optimiser and the schedule, clear the gradients. Under fp16 the gradients
+    are unscaled before clipping, and a step whose gradients overflowed is skipped (GradScaler)."""
+    if state.scaler is not None:
+        state.scaler.unscale_(state.optimizer)
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(state.model.trainable_parameters(), grad_clip)
-    state.optimizer.step()
+    if state.scaler is not None:
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+    else:
+        state.optimizer.step()
     state.scheduler.step()
     state.optimizer.zero_grad(set_to_none=True)
 
@@ -513,7 +638,7 @@ def _run_steps(
     log = MetricsLog(out / "metrics.jsonl") if d.main else None
 
     def checkpoint(at: int) -> None:
-        save_checkpoint(out, at, state.model, state.optimizer, state.scheduler, d, tc.keep_checkpoints)
+        save_checkpoint(out, at, state.model, state.optimizer, state.scheduler, d, tc.keep_checkpoints, state.scaler)
 
     step, last_probe = steps.start, None
     try:
@@ -528,6 +653,10 @@ def _run_steps(
             # At the run's configured end, not at an early --max-steps stop: a stopped-and-resumed
             # run then logs exactly what an uninterrupted one does.
             probing = probe is not None and (done % tc.probe_every == 0 or done == horizon)
+            # a sharded model's forward is collective: then every process scores the probe
+            if probing and (d.main or parallel.is_sharded(state.model)):
+                z = l2_normalize(data.embeddings(probe))  # (N, D)
+                last_probe = conditioning_probe(state.model, z, [batches.prompts[i] for i in probe])
             if log is not None:
                 log.count(tc.batch_size)
                 if done % tc.log_every == 0 or done == steps.stop or probing:
@@ -538,8 +667,6 @@ def _run_steps(
                         "samples_per_s": log.samples_per_s(),
                     }
                     if probing:
-                        z = l2_normalize(data.embeddings(probe))  # (N, D)
-                        last_probe = conditioning_probe(state.model, z, [batches.prompts[i] for i in probe])
                         rec.update(last_probe)
                     log.write(rec)
                     bar.set_postfix(loss=f"{global_loss:.3f}")
@@ -614,69 +741,100 @@ def _warn_if_input_ignored(last_probe: dict[str, float] | None) -> None:
 
 
 def _save_final(run: RunConfig, out: Path, model: MATS, data: TrainingData, d: Dist) -> Path:
-    """Rank 0 builds the Santa memory and saves the loadable model to out/final."""
+    """Rank 0 builds the Santa memory and saves the loadable model to out/final (a sharded model's
+    weights gathered whole first, by every rank)."""
     final = out / "final"
+    state = parallel.full_state(model, frozen=model.exports_lm()) if parallel.is_sharded(model) else None
     if d.main:
         model.memory = _build_santa_memory(run, data)
-        model.save_pretrained(final)
+        model.save_pretrained(final, state=state)
     _barrier(d)
     return final
 
 
-def fill_embedding_cache(run: RunConfig, progress: bool = True) -> int:
+def fill_embedding_cache(run: RunConfig, progress: bool = True, chunk: int = CHUNK) -> int:
     """Compute and store the frozen-encoder embeddings `train(run)` will read, ahead of it (e.g.
-    while another job trains); returns the number of training records. Needs only the encoder."""
+    while another job trains: `mats embed`); returns the number of training records. Needs only
+    the encoder. Under torchrun each process embeds its share of the distinct texts (no process
+    group is needed); an interrupted fill continues after its last complete chunk."""
     from mats.encoders import build_encoder
 
     if run.data.cache_dir is None:
         raise TrainError("data.cache_dir is not set: there is no cache to fill")
-    records, _ = _load_data(run, build_encoder(run.model.encoder), Dist(), progress)
-    return len(records)
+    # each process on its own device (train.device; auto: the GPU of its LOCAL_RANK)
+    d = Dist(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")), resolve_device(run.train.device))
+    spill = Path(run.data.cache_dir)  # the records' unnamed file goes on the cache's disk
+    spill.mkdir(parents=True, exist_ok=True)
+    source = _data_source(run, build_encoder(run.model.encoder, device=d.device), spill, progress and d.main)
+    source.fill(d, progress and d.main, chunk)
+    return len(source.records)
 
 
-def _load_data(run: RunConfig, encoder, d: Dist, progress: bool):
-    """(records, embeddings (N, D) or None).
+@dataclass
+class _DataSource:
+    """The records, and what their embeddings are: for each record, its key in `store` and the
+    item `compute` embeds (its text, or its audio clip)."""
 
-    Text-only (the MATS setting): AudioTIA records and their cached text embeddings; with the
-    cache disabled, None (the text encoder then runs inside each step).
-    Audio-supervised twin (`data.audio_pairs`): caption records from (audio, caption) pairs with
-    the cached AUDIO embeddings of the clips — the paper's MATS-Audio comparison.
-    """
-    cache = run.data.cache_dir
-    if run.data.audio_pairs:
-        from mats.data.importers import caption_records
+    records: RecordFile
+    store: EmbeddingStore | None  # None: no cache
+    keys: np.ndarray  # (N,) KEY: SHA-256 of each record's text, or of its clip's bytes
+    items: Sequence
+    compute: Any  # (items, progress bar) -> (n, D)
 
-        audio, captions = [], []
-        for path in run.data.audio_pairs:
-            a, c = read_pairs(path)
-            audio += a
-            captions += c
-        if run.data.max_records:
-            audio, captions = audio[: run.data.max_records], captions[: run.data.max_records]
-        records = caption_records(captions)
+    def fill(self, d: Dist, progress: bool, chunk: int = CHUNK) -> int:
+        """Compute this process's share of the missing rows (all of them when alone)."""
+        return cached_rows(self.store, self.keys, self.items, self.compute, d.rank, d.world, progress, chunk=chunk)
 
-        def embed():
-            return cached_audio_embeddings(encoder, audio, run.model.audio, cache, progress=progress and d.main)
+
+def _data_source(run: RunConfig, encoder, spill_dir: Path | None, progress: bool) -> _DataSource:
+    """Text-only (the MATS setting): the records of `data.train`, their texts embedded.
+    Audio-supervised twin (`data.audio_train`): records that carry audio (AudioTIA records with
+    an "audio" field, or (audio, caption) pairs as caption records), each embedded by its AUDIO
+    clip where the text model embeds its text -- the paper's MATS-Audio comparison."""
+    cache, limit = run.data.cache_dir, run.data.max_records or None
+    if run.data.audio_sources():
+        specs = iter_audio_records(run.data.audio_sources())
+        records = RecordFile(islice(specs, limit), spill_dir, progress, audio=True)
+        clips = LazyMap(records, lambda r: r.audio)
+        store = None if cache is None else audio_store(encoder, run.model.audio, cache)
+        return _DataSource(records, store, records.audio_keys, clips, audio_embedder(encoder, run.model.audio))
+    specs = iter_training_records(run.data.train)
+    records = RecordFile(islice(specs, limit), spill_dir, progress)
+    texts = LazyMap(records, lambda r: r.text)
+    store = None if cache is None else text_store(encoder, cache)
+    return _DataSource(records, store, records.text_keys, texts, text_embedder(encoder))
+
+
+def _load_data(run: RunConfig, encoder, d: Dist, progress: bool, spill_dir: Path | None = None) -> TrainingData:
+    """The records and their embeddings: rows of the cache (each process embeds its share of
+    those missing, then all read every row); with the cache disabled, text-only training runs the
+    text encoder inside each step and the twin embeds its distinct clips up front."""
+    show = progress and d.main
+    source = _data_source(run, encoder, spill_dir, show)
+    records = source.records
+    if source.store is None:
+        emb = None if not run.data.audio_sources() else _embed_distinct(source)
     else:
-        records = load_training_records(run.data.train, run.data.max_records)
-        if cache is None:
-            return records, None
+        source.fill(d, show)
+        _barrier(d)
+        source.store.refresh()  # the rows the other processes added
+        emb = CachedRows(source.store, source.keys)
+    return TrainingData(records, encoder, emb, records.task_ids, first_rows(source.keys))
 
-        def embed():
-            return cached_text_embeddings(encoder, [r.text for r in records], cache, progress=progress and d.main)
 
-    if d.main:
-        emb = embed()
-    _barrier(d)
-    if not d.main:
-        emb = embed()  # hits the cache rank 0 filled (or recomputes when caching is off)
-    return records, emb
+def _embed_distinct(source: _DataSource) -> torch.Tensor:
+    """(N, D) embeddings of every record, each distinct item computed once, in the order the
+    cache computes them (ascending keys), so a run without the cache reads the same rows."""
+    _, first, inverse = np.unique(source.keys, return_index=True, return_inverse=True)  # (U,), (N,)
+    rows = source.compute([source.items[i] for i in first], tqdm(disable=True))  # (U, D)
+    return rows[torch.from_numpy(inverse.reshape(-1))]
 
 
 def _batch_embeddings(emb, rows, encoder, texts) -> torch.Tensor:
-    """Cached embeddings, or (cache disabled) the text encoder run inside the step."""
+    """Cached embeddings, or (cache disabled) the text encoder run inside the step, each text in
+    a full batch as the cache computes it (mats.cache.embed_texts): the same values either way."""
     if emb is None:
-        return encoder.embed_text([texts[i] for i in rows]).float()
+        return embed_texts(encoder, [texts[i] for i in rows])
     return emb[torch.as_tensor(rows)]
 
 
@@ -711,10 +869,7 @@ def _build_santa_memory(run: RunConfig, data: TrainingData):
     cfg = run.model.santa
     if cfg.mode == "noise_only":
         return None  # the audio embedding alone: no memory to build or ship
-    seen: dict[str, int] = {}
-    for i, t in enumerate(data.texts):
-        seen.setdefault(t, i)
-    rows = np.asarray(sorted(seen.values()))
+    rows = data.distinct  # (U,) the first record of each distinct text
     if len(rows) > cfg.memory_size:
         rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, cfg.memory_size, replace=False))
     memory_emb = data.embeddings(rows)  # (M, D)

@@ -14,7 +14,8 @@ Stages (each skipped when its output exists, so an interrupted build resumes whe
   4. lm          mini-LM, BPE + GPT-2 pre-trained on caption text, then tuned to read
                  the audio slot                                       -> WORK/lm/
   5. mats        MATS-mini, text-only on AudioTIA (configs/mats-mini.yaml) -> WORK/mats/
-  6. audio       MATS-Audio-mini, the same budget on clap audio embeddings -> WORK/mats-audio/
+  6. audio       MATS-Audio-mini, the same budget and task mix on the clap scenes' audio
+                 (clap/tasks.jsonl)                                   -> WORK/mats-audio/
   7. ship        fp16 copies into SHIP_TO/{mats-mini, mats-audio-mini} (+ a demo clip)
 Stages 2-3 (one lane) run side by side with 4, and 5 with 6, one torch thread each (`--jobs 1`:
 in turn): each needs only what earlier stages built. Every stage prints what it built; WORK/build.json
@@ -94,9 +95,10 @@ def mats_run_config(paths: BuildPaths, audio: bool = False, seed: int = 0, sigma
     if sigma is not None:
         run.model.noise.sigma = sigma
     if audio:
-        # The audio-supervised twin: clap (audio, caption) pairs, no noise, no Santa.
+        # The audio-supervised twin: AudioTIA's tasks for the clap training scenes, each record
+        # embedded by its scene's audio (so Table 1 compares like with like); no noise, no Santa.
         run.data.train = []
-        run.data.audio_pairs = [str(data / "clap" / "train.jsonl")]
+        run.data.audio_train = [str(data / "clap" / "tasks.jsonl")]
         run.model.noise.sigma = 0.0
         run.model.santa = replace(run.model.santa, mode="noise_only")
     else:

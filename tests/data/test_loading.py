@@ -10,7 +10,7 @@ from conftest import FIXTURE_DATA, tiny_run_config
 
 from mats.data import importers as I
 from mats.data.loading import iter_training_records, load_training_records, parse_training_spec
-from mats.data.records import RecordError, write_jsonl
+from mats.data.records import AudioTIARecord, RecordError, write_jsonl
 
 AUDIOCAPS = FIXTURE_DATA / "audiocaps" / "train.csv"
 CLOTHO = FIXTURE_DATA / "clotho" / "train.csv"
@@ -161,3 +161,94 @@ def test_real_formats_train_two_steps(tmp_path):
     records = load_training_records(run.data.train)
     assert {r.task for r in records} == {"sound_caption", "music_caption", "classification", "aqa"}
     assert sorted(memory_texts) == sorted({r.text for r in records})
+
+
+# ---- records with audio (data.audio_train: the audio-supervised twin)
+
+
+def _write_clips(root, n):
+    from conftest import write_tone
+
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    return [write_tone(root / "audio" / f"{i}.wav", 300 + 40 * i, seconds=0.5) for i in range(n)]
+
+
+def test_audiotia_records_with_audio_and_pairs_read_as_audio_records(tmp_path):
+    from mats.data.loading import iter_audio_records
+    from mats.data.records import iter_audiotia
+
+    clips = _write_clips(tmp_path / "sw", 3)
+    tasks = tmp_path / "sw" / "tasks.jsonl"
+    write_jsonl(tasks, [dict(RECORD, audio="audio/0.wav"), dict(RECORD, task="aqa", audio=str(clips[1]))])
+    pairs = tmp_path / "sw" / "pairs.jsonl"
+    write_jsonl(pairs, [{"audio": "audio/2.wav", "caption": f"tone {i}", "sources": []} for i in range(2)])
+    recs = list(iter_audio_records([str(pairs), str(tasks), str(pairs)]))
+    # relative clips resolved against the file's directory, absolute ones kept
+    assert [r.audio for r in recs] == [str(clips[2])] * 2 + [str(clips[0]), str(clips[1])] + [str(clips[2])] * 2
+    assert [r.task for r in recs[2:4]] == ["classification", "aqa"] and recs[2].text == RECORD["text"]
+    # pairs are caption records, their instructions drawn by index over all pair files, as the
+    # text-only import of the same captions draws them
+    captions = [r for r in recs if r.task == "sound_caption"]
+    expected = I.caption_records(["tone 0", "tone 1", "tone 0", "tone 1"])
+    assert [(r.text, r.instruction, r.answer) for r in captions] == [
+        (r.text, r.instruction, r.answer) for r in expected
+    ]
+    assert len({r.instruction for r in captions}) > 1
+    # text-only reading keeps the clip (resolved) but needs none; a record without one writes as before
+    assert [r.audio for r in iter_audiotia(tasks)] == [str(clips[0]), str(clips[1])]
+    assert list(AudioTIARecord(**RECORD).to_dict()) == ["text", "instruction", "answer", "task"]
+
+
+def test_data_train_reads_a_file_whose_records_carry_audio_as_text_records(tmp_path):
+    from mats.data.records import TASKS
+
+    _write_clips(tmp_path, 1)
+    tasks = tmp_path / "tasks.jsonl"
+    write_jsonl(tasks, [dict(RECORD, task=t, text=f"text {i}", audio="audio/0.wav") for i, t in enumerate(TASKS * 2)])
+    recs = load_training_records([str(tasks)])
+    assert len(recs) == 10 and all(r.audio == str(tmp_path / "audio" / "0.wav") for r in recs)
+
+
+@pytest.mark.parametrize(
+    "line,error",
+    [
+        (RECORD, r"tasks.jsonl:2: an audio-supervised record needs 'audio'"),
+        (dict(RECORD, audio="audio/missing.wav"), r"tasks.jsonl:2: audio file not found: .*missing.wav"),
+        (dict(RECORD, audio=""), r"tasks.jsonl:2: field 'audio' must be a non-empty string"),
+        (dict(RECORD, audio=7), r"tasks.jsonl:2: field 'audio' must be"),
+        ({"audio": "audio/0.wav", "caption": ""}, r"tasks.jsonl:2: field 'text' must be a non-empty string"),
+        ({"audio": 3, "caption": "a tone"}, r"tasks.jsonl:2: field 'audio' must be"),
+        ({"audio": "audio/0.wav"}, r"tasks.jsonl:2: neither an AudioTIA record with audio .* keys: \['audio'\]"),
+        (dict(RECORD, task="singing", audio="audio/0.wav"), r"tasks.jsonl:2: unknown task 'singing'"),
+    ],
+    ids=[
+        "no-audio",
+        "missing-clip",
+        "empty-audio",
+        "audio-not-str",
+        "empty-caption",
+        "pair-audio-not-str",
+        "neither",
+        "bad-task",
+    ],
+)
+def test_every_record_of_an_audio_source_has_a_clip(tmp_path, line, error):
+    from mats.data.loading import iter_audio_records
+
+    _write_clips(tmp_path, 1)
+    tasks = tmp_path / "tasks.jsonl"
+    write_jsonl(tasks, [dict(RECORD, audio="audio/0.wav"), line])
+    records = iter_audio_records([str(tasks)])
+    assert next(records).audio == str(tmp_path / "audio" / "0.wav")  # lazily: the first is read
+    with pytest.raises(RecordError, match=error):
+        next(records)
+
+
+def test_audio_sources_are_checked_before_any_record(tmp_path):
+    from mats.data.loading import iter_audio_records
+
+    with pytest.raises(RecordError, match="data.audio_train is empty"):
+        iter_audio_records([])
+    write_jsonl(tmp_path / "ok.jsonl", [dict(RECORD, audio="x.wav")])
+    with pytest.raises(RecordError, match=r"gone.jsonl: file not found \(data.audio_train entry\)"):
+        iter_audio_records([str(tmp_path / "ok.jsonl"), str(tmp_path / "gone.jsonl")])

@@ -88,8 +88,9 @@ def test_lanes_cover_every_stage_once_after_what_they_need():
 
 
 def test_text_only_on_audiotia_twin_on_clap_audio(tmp_path):
-    """MATS-mini trains text-only on AudioTIA with a Santa memory; the audio twin on the clap
-    (audio, caption) pairs, without noise or Santa."""
+    """MATS-mini trains text-only on AudioTIA with a Santa memory; the audio twin on the same
+    tasks for the clap scenes (clap/tasks.jsonl), each record embedded by its audio, without
+    noise or Santa."""
     from mats.data.loading import load_training_records
     from mats.data.records import write_jsonl
 
@@ -102,8 +103,8 @@ def test_text_only_on_audiotia_twin_on_clap_audio(tmp_path):
     text = build_mini.mats_run_config(paths)
     twin = build_mini.mats_run_config(paths, audio=True)
     assert [(r.task, r.answer) for r in load_training_records(text.data.train)] == [("aqa", "yes")]
-    assert text.data.audio_pairs == [] and text.model.santa.mode != "noise_only"  # uses a memory
+    assert text.data.audio_sources() == [] and text.model.santa.mode != "noise_only"  # uses a memory
     assert build_mini.mats_run_config(paths, sigma=0.003).model.noise.sigma == 0.003
-    assert twin.data.train == [] and twin.data.audio_pairs == [str(data / "clap" / "train.jsonl")]
+    assert twin.data.train == [] and twin.data.audio_sources() == [str(data / "clap" / "tasks.jsonl")]
     assert twin.model.noise.sigma == 0.0 and twin.model.santa.mode == "noise_only"
     assert text.train == twin.train  # the same budget

@@ -97,7 +97,7 @@ def test_explain_adds_santa_neighbours(client, pipeline, demo_bytes):
 
 def test_health_and_docs(client):
     h = client.get("/v1/health").json()
-    assert h["status"] == "ok" and h["model"] == "mats-mini"
+    assert h["status"] == "ok" and h["model"] == "mats-mini" and h["device"] == "cpu"
     assert h["encoder"]["backend"] == "mini" and h["lm"]["backend"] == "hf"
     assert h["santa"]["mode"] == "no_kmeans" and h["santa"]["memory_size"] == 20000
     assert h["uptime_s"] >= 0

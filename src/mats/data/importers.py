@@ -300,6 +300,17 @@ def _official_task(obj: dict[str, Any], where: str, known: dict[str, str]) -> st
     return known[value]
 
 
+def _official_text(obj: dict[str, Any], key: str, where: str) -> str:
+    """A text field of an official item, stripped ("" when absent or null); any other type is an
+    error (str() would train on "['a dog']" or "5" silently)."""
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RecordError(f"{where}: field {key!r} must be a string, got {value!r}")
+    return value.strip()
+
+
 def iter_mats_json(path: str | Path, seed: int = 0) -> Iterator[AudioTIARecord]:
     """The official MATS training JSON (a list, or {"annotation": [...]}; or JSONL) -> AudioTIA
     records, one at a time.
@@ -316,16 +327,12 @@ def iter_mats_json(path: str | Path, seed: int = 0) -> Iterator[AudioTIARecord]:
         _map_tasks((str(obj.get("task", "")) for _, obj in items), str(path), known)
     for n, (where, obj) in enumerate(items):
         task = _official_task(obj, where, known)
-        instruction = str(obj.get("instruction") or "").strip()
+        instruction = _official_text(obj, "instruction", where)
         if not instruction and task in INSTRUCTIONS:
             instruction = instruction_for(task, n, seed)
+        text, answer = _official_text(obj, "caption", where), _official_text(obj, "output", where)
         try:
-            record = AudioTIARecord(
-                text=str(obj.get("caption") or "").strip(),
-                instruction=instruction,
-                answer=str(obj.get("output") or "").strip(),
-                task=task,
-            )
+            record = AudioTIARecord(text=text, instruction=instruction, answer=answer, task=task)
         except RecordError as err:
             raise RecordError(f"{where}: {err}") from None
         yield record

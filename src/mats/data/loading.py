@@ -14,6 +14,10 @@ Each entry is KIND:ARGUMENT or a path:
     PATH.json                an official MATS JSON, as mats:PATH.json
     PATH                     any other path: an AudioTIA JSONL (records.py)
 
+Audio-supervised training (`data.audio_train`, the MATS-Audio twin) reads JSONL files whose
+records carry audio (`iter_audio_records`): AudioTIA records with an "audio" field, or (audio,
+caption) pairs (SoundWorld's clap/train.jsonl) as sound_caption records.
+
 `iter_training_records` yields the records lazily -- JSONL line by line, CSV row by row; a JSON
 document, the `labels:` file and `synthetic:N` are built whole -- so a corpus of millions of lines
 is never held at once. Every entry is checked (its kind, N, that its file exists) before the first
@@ -23,13 +27,22 @@ document).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
 from mats.data import importers
-from mats.data.records import AudioTIARecord, RecordError, iter_audiotia, read_audiotia
+from mats.data.records import (
+    AudioTIARecord,
+    RecordError,
+    audiotia_record,
+    iter_audiotia,
+    read_audiotia,
+    read_jsonl_lines,
+    resolve_audio,
+)
 
 
 def _synthetic(count: str) -> list[AudioTIARecord]:
@@ -95,8 +108,13 @@ def iter_training_records(specs: list[str]) -> Iterator[AudioTIARecord]:
     parsed = [parse_training_spec(spec) for spec in specs]
 
     def records() -> Iterator[AudioTIARecord]:
-        for kind, arg in parsed:
-            yield from iter_audiotia(arg) if kind == _AUDIOTIA else SPEC_KINDS[kind][1](arg)
+        for spec, (kind, arg) in zip(specs, parsed):
+            empty = True
+            for record in iter_audiotia(arg) if kind == _AUDIOTIA else SPEC_KINDS[kind][1](arg):
+                empty = False
+                yield record
+            if empty:  # an empty file (or one of blank lines) is a mistake, not a part of the corpus
+                raise RecordError(f"{arg}: no records (data.train entry {spec!r}); is the file empty?")
 
     return records()
 
@@ -104,3 +122,46 @@ def iter_training_records(specs: list[str]) -> Iterator[AudioTIARecord]:
 def load_training_records(specs: list[str], max_records: int | None = None) -> list[AudioTIARecord]:
     """The first `max_records` records of `iter_training_records(specs)` (all when None)."""
     return list(islice(iter_training_records(specs), max_records or None))
+
+
+def iter_audio_records(paths: list[str]) -> Iterator[AudioTIARecord]:
+    """The records of audio-supervised training files, in order, one at a time, each with the
+    absolute path of its clip (relative ones are taken against the file's directory).
+
+    A line with "task" is an AudioTIA record and must have "audio"; a line without is an
+    {"audio", "caption"} pair, a sound_caption record whose instruction is drawn as
+    `importers.caption_records` draws it for the pairs' captions in order (over all files). Every
+    clip must exist. Errors say "<file>:<line>: why"; all files are checked to exist first."""
+    if not paths:
+        raise RecordError("data.audio_train is empty: give JSONL files of records with audio")
+    for path in paths:
+        if not Path(path).is_file():
+            why = "not a regular file" if Path(path).exists() else "file not found"
+            raise RecordError(f"{path}: {why} (data.audio_train entry)")
+
+    def records() -> Iterator[AudioTIARecord]:
+        pairs = 0  # the index of the next pair over all files: its instruction's seed
+        for path in paths:
+            base = os.path.abspath(Path(path).parent)
+            for n, obj in read_jsonl_lines(path):
+                where = f"{path}:{n}"
+                if "task" in obj:
+                    rec = audiotia_record(obj, where, base, require_audio=True)
+                elif "caption" in obj and "audio" in obj:
+                    caption, instruction = obj["caption"], importers.instruction_for("sound_caption", pairs)
+                    try:
+                        rec = AudioTIARecord(caption, instruction, caption, "sound_caption", audio=obj["audio"])
+                    except RecordError as err:
+                        raise RecordError(f"{where}: {err}") from None
+                    rec.audio = resolve_audio(rec.audio, base)
+                    pairs += 1
+                else:
+                    raise RecordError(
+                        f"{where}: neither an AudioTIA record with audio ({{text, instruction, answer, "
+                        f"task, audio}}) nor an (audio, caption) pair; keys: {sorted(obj)}"
+                    )
+                if not os.path.isfile(rec.audio):
+                    raise RecordError(f"{where}: audio file not found: {rec.audio}")
+                yield rec
+
+    return records()

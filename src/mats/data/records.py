@@ -4,6 +4,8 @@ AudioTIA (text-only training), one JSON object per line:
     {"text": str, "instruction": str, "answer": str, "task": TASK}
 `text` is what the CLAP text encoder embeds in place of the audio (a caption, or a description
 written from a label); `instruction` is what the LM is asked; `answer` is its target.
+Optional: "audio", the clip the record is about. Text-only training ignores it; the
+audio-supervised twin (data.audio_train) embeds that clip where text-only training embeds `text`.
 
 Benchmark lines (audio + references), one JSON object per line, `"task"` says which fields:
     classification: {"audio", "task", "label": str | [str, ...], "labels": [candidates]}
@@ -17,6 +19,7 @@ A relative "audio" path is resolved against the directory holding the JSONL file
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,17 +46,32 @@ class AudioTIARecord:
     instruction: str
     answer: str
     task: str
+    audio: str | None = None  # the record's clip (a path), for audio-supervised training
 
     def __post_init__(self) -> None:
         for name in ("text", "instruction", "answer", "task"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise RecordError(f"field {name!r} must be a non-empty string, got {value!r}")
+            if not value.isascii():
+                try:  # JSON's "\ud800" reads as a lone surrogate, which no file or tokenizer can take
+                    value.encode("utf-8")
+                except UnicodeEncodeError as err:
+                    raise RecordError(
+                        f"field {name!r} is not valid Unicode text (a lone surrogate {value[err.start]!r})"
+                    ) from None
         if self.task not in TASKS:
             raise RecordError(f"unknown task {self.task!r}; expected one of {TASKS}")
+        if self.audio is not None and (not isinstance(self.audio, str) or not self.audio.strip()):
+            raise RecordError(f"field 'audio' must be a non-empty string (a path), got {self.audio!r}")
 
     def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+        """The JSON object of the record; "audio" only where there is one (a text-only record
+        writes the four fields it always had)."""
+        d = asdict(self)
+        if self.audio is None:
+            del d["audio"]
+        return d
 
 
 def mcq_prompt(question: str, choices: Iterable[str]) -> str:
@@ -77,7 +95,8 @@ def read_jsonl_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     with path.open("rb") as f:
         for n, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8").strip()
+                # line 1 may start with a byte-order mark (Windows editors write one): not JSON
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8").strip()
             except UnicodeDecodeError:
                 raise RecordError(f"{path}:{n}: not UTF-8 text (a binary file?)") from None
             if not line:
@@ -106,14 +125,38 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
-def iter_audiotia(path: str | Path) -> Iterator[AudioTIARecord]:
+def resolve_audio(audio: str, base: str) -> str:
+    """A record's "audio" path as an absolute one: a relative path is taken against `base` (the
+    absolute directory of the JSONL holding it). No file-system lookup: a million records cost
+    a million string joins, not a million syscalls."""
+    return audio if os.path.isabs(audio) else os.path.normpath(os.path.join(base, audio))
+
+
+def audiotia_record(obj: dict[str, Any], where: str, base: str, require_audio: bool = False) -> AudioTIARecord:
+    """The AudioTIA record of JSON object `obj` (line `where` = "<file>:<line>" of a file in
+    directory `base`), its "audio" made absolute. `require_audio`: a record without one is an
+    error (audio-supervised training)."""
+    audio = obj.get("audio")
+    if require_audio and audio is None:
+        raise RecordError(
+            f"{where}: an audio-supervised record needs 'audio' (its clip, relative to the file's directory)"
+        )
+    try:
+        rec = AudioTIARecord(*(obj.get(k) for k in ("text", "instruction", "answer", "task")), audio=audio)
+    except RecordError as err:
+        raise RecordError(f"{where}: {err}") from None
+    if rec.audio is not None:
+        rec.audio = resolve_audio(rec.audio, base)
+    return rec
+
+
+def iter_audiotia(path: str | Path, require_audio: bool = False) -> Iterator[AudioTIARecord]:
     """The records of an AudioTIA JSONL, read line by line (a file of millions of lines is never
-    held whole). Errors say "<file>:<line>: why"."""
+    held whole); a relative "audio" is resolved against the file's directory. Errors say
+    "<file>:<line>: why"."""
+    base = os.path.abspath(Path(path).parent)
     for n, obj in read_jsonl_lines(path):
-        try:
-            yield AudioTIARecord(**{k: obj.get(k) for k in ("text", "instruction", "answer", "task")})
-        except RecordError as err:
-            raise RecordError(f"{path}:{n}: {err}") from None
+        yield audiotia_record(obj, f"{path}:{n}", base, require_audio)
 
 
 def read_audiotia(path: str | Path) -> list[AudioTIARecord]:

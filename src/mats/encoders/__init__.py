@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +28,20 @@ from mats.encoders.base import AudioTextEncoder, EncoderError
 __all__ = [
     "AudioTextEncoder",
     "EncoderError",
+    "absolute_path",
+    "absolute_paths",
     "available_encoders",
     "build_encoder",
     "embed_audio_items",
+    "place_encoder",
     "register_encoder",
 ]
 
 EncoderFactory = Callable[[EncoderConfig, "Path | None"], AudioTextEncoder]
 
 _REGISTRY: dict[str, EncoderFactory] = {}
+# Options of a backend that name files or folders (msclap's text_model): resolved like cfg.path.
+_PATH_OPTIONS: dict[str, tuple[str, ...]] = {}
 
 # Built-in backends and the module that registers each; imported lazily by build_encoder.
 _BUILTIN_MODULES = {
@@ -46,11 +52,13 @@ _BUILTIN_MODULES = {
 }
 
 
-def register_encoder(name: str) -> Callable[[EncoderFactory], EncoderFactory]:
-    """Decorator: register `factory(cfg, base_dir) -> AudioTextEncoder` under `name`."""
+def register_encoder(name: str, path_options: tuple[str, ...] = ()) -> Callable[[EncoderFactory], EncoderFactory]:
+    """Decorator: register `factory(cfg, base_dir) -> AudioTextEncoder` under `name`;
+    `path_options` are the options that hold paths (resolved against base_dir as cfg.path is)."""
 
     def decorate(factory: EncoderFactory) -> EncoderFactory:
         _REGISTRY[name] = factory
+        _PATH_OPTIONS[name] = tuple(path_options)
         return factory
 
     return decorate
@@ -87,10 +95,51 @@ def resolve_path(cfg: EncoderConfig, base_dir: Path | None) -> Path | None:
     return path
 
 
-def build_encoder(cfg: EncoderConfig, base_dir: Path | None = None) -> AudioTextEncoder:
-    """Build the encoder `cfg` names. A relative cfg.path is resolved against base_dir (e.g.
-    the directory of a saved model) by the backend, via resolve_path."""
-    return _factory(cfg.backend)(cfg, None if base_dir is None else Path(base_dir))
+def absolute_paths(cfg: EncoderConfig, base_dir: Path) -> EncoderConfig:
+    """`cfg` with its relative path and path options made absolute against `base_dir`: what a
+    trained model saves, so that it loads from any working directory (a path relative to the
+    model's own directory is what a built-in encoder's export writes, and stays as loading reads it)."""
+    _factory(cfg.backend)  # imports a built-in backend, which registers its path options
+    options = dict(cfg.options)
+    for key in _PATH_OPTIONS.get(cfg.backend, ()):
+        if isinstance(options.get(key), str):
+            options[key] = str(absolute_path(options[key], base_dir))
+    path = None if cfg.path is None else str(absolute_path(cfg.path, base_dir))
+    return replace(cfg, path=path, options=options)
+
+
+def absolute_path(path: str, base_dir: Path) -> Path:
+    """`path` itself when absolute, else base_dir / path, normalised."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (Path(base_dir) / p).resolve()
+
+
+def build_encoder(
+    cfg: EncoderConfig, base_dir: Path | None = None, device: torch.device | str | None = None
+) -> AudioTextEncoder:
+    """Build the encoder `cfg` names, held in cfg.dtype on `device` (None: the CPU it is built
+    on). A relative cfg.path is resolved against base_dir (e.g. the directory of a saved model)
+    by the backend, via resolve_path."""
+    encoder = _factory(cfg.backend)(cfg, None if base_dir is None else Path(base_dir))
+    return place_encoder(encoder, device, cfg.dtype)
+
+
+def place_encoder(encoder: AudioTextEncoder, device: torch.device | str | None = None, dtype: str = "fp32"):
+    """Hold a built encoder on `device` (None: where it is) in `dtype` ("fp32" | "bf16" | "fp16"),
+    through its `to`. An encoder without one (a backend registered elsewhere) stays as built:
+    on the CPU in fp32, and asking for anything else is an error."""
+    from mats.devices import check_precision
+
+    torch_dtype = check_precision(dtype)
+    device = None if device is None else torch.device(device)
+    if hasattr(encoder, "to"):
+        return encoder.to(device=device, dtype=torch_dtype)
+    if (device is None or device.type == "cpu") and dtype == "fp32":
+        return encoder
+    name = getattr(encoder, "name", type(encoder).__name__)
+    raise EncoderError(
+        f"the {name} encoder has no to(device, dtype): it runs on the CPU in fp32 only, not {device}, {dtype}"
+    )
 
 
 @torch.no_grad()

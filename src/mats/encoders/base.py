@@ -7,6 +7,7 @@ normalise explicitly where the method asks for it (Santa has a flag for the audi
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -51,6 +52,11 @@ class AudioTextEncoder(Protocol):
         Path-based backends write nothing and return None ("keep my config as is")."""
         ...
 
+    # Built-in backends also have `device` (where their weights are) and `to(device=None,
+    # dtype=None) -> self`, which build_encoder calls to place them (place_encoder): they compute
+    # there and still return float32 embeddings on the CPU, what caches and numpy read. The
+    # protocol does not require it: an encoder without `to` runs where it was built (the CPU).
+
 
 # --------------------------------------------------------------------------------------------
 # helpers for backends
@@ -61,6 +67,18 @@ def freeze(module: torch.nn.Module) -> torch.nn.Module:
     module.eval()
     for param in module.parameters():
         param.requires_grad_(False)
+    return module
+
+
+def cast_module(module: torch.nn.Module, dtype: torch.dtype, keep: Sequence[torch.nn.Module] = ()) -> torch.nn.Module:
+    """Cast `module`'s floating weights and buffers to `dtype` in place, except those of the
+    submodules in `keep` (e.g. a mel front end whose filters a round trip through bf16 would
+    coarsen: they are never cast, so they stay exact)."""
+    if any(module is k for k in keep):
+        return module
+    for child in module.children():
+        cast_module(child, dtype, keep)
+    module._apply(lambda t: t.to(dtype) if t.is_floating_point() else t, recurse=False)
     return module
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from mats.config import EncoderConfig
+from mats.devices import to_device
 from mats.encoders import register_encoder, resolve_path
 from mats.encoders.base import EncoderError, check_texts, check_windows, freeze, state_fingerprint
 
@@ -84,6 +85,19 @@ class HFClapEncoder:
         self.max_text_tokens = int(min(max_text_tokens, limit, tokenizer.model_max_length))
         self._fingerprint: str | None = None
 
+    # ---- placement
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def to(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> HFClapEncoder:
+        """Hold the model on `device` in `dtype` (features go there; embeddings come back float32 on the CPU)."""
+        if dtype is not None and dtype != self.model.dtype:
+            self._fingerprint = None  # the weights' bytes change, and so do the embeddings
+        self.model.to(device=device, dtype=dtype)
+        return self
+
     # ---- audio
 
     @torch.no_grad()
@@ -114,10 +128,11 @@ class HFClapEncoder:
             )
         finally:
             np.random.set_state(numpy_state)
-        mels = features["input_features"].to(self.model.dtype)  # (b, 1 or 4, frames, mel bins)
-        is_longer = torch.zeros(len(windows), 1, dtype=torch.bool)  # never the random "longer" clip
+        mels = to_device(features["input_features"], self.device).to(self.model.dtype)  # (b, 1 or 4, frames, bins)
+        # never the random "longer" clip
+        is_longer = torch.zeros(len(windows), 1, dtype=torch.bool, device=self.device)
         pooled = _pooled(self.model.audio_model(input_features=mels, is_longer=is_longer))  # (b, H_audio)
-        return self.model.audio_projection(pooled).float()  # (b, D)
+        return self.model.audio_projection(pooled).float().cpu()  # (b, D)
 
     # ---- text
 
@@ -131,10 +146,9 @@ class HFClapEncoder:
         tokens = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
         )
-        pooled = _pooled(
-            self.model.text_model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
-        )  # (b, H_text)
-        return self.model.text_projection(pooled).float()  # (b, D)
+        ids, mask = (to_device(tokens[k], self.device) for k in ("input_ids", "attention_mask"))  # (b, L) each
+        pooled = _pooled(self.model.text_model(input_ids=ids, attention_mask=mask))  # (b, H_text)
+        return self.model.text_projection(pooled).float().cpu()  # (b, D)
 
     # ---- identity
 

@@ -368,6 +368,7 @@ class HTSAT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.logmel_extractor(self.spectrogram_extractor(x))  # (B, 1, T, M)
+        x = x.to(self.bn0.weight.dtype)  # the front end stays fp32 when the rest is held in bf16
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # batch norm over mel bins
         return self.forward_features(self.reshape_wav2img(x))
 

@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mats.config import ConfigError, EncoderConfig, from_dict
+from mats.devices import to_device
 from mats.encoders import register_encoder, resolve_path
-from mats.encoders.base import EncoderError, check_texts, check_windows, freeze, state_fingerprint
+from mats.encoders.base import EncoderError, cast_module, check_texts, check_windows, freeze, state_fingerprint
 
 FAMILY = "mini"
 CONFIG_FILE = "mini_clap.json"
@@ -229,8 +230,15 @@ class MiniLMTower:
 
     def __init__(self, batch_size: int = 64) -> None:
         self.batch_size = int(batch_size)
+        self.device = torch.device("cpu")  # where the tower runs once loaded (it stays fp32: 22M weights)
         self._model: Any = None
         self._tokenizer: Any = None
+
+    def to(self, device: torch.device) -> MiniLMTower:
+        self.device = torch.device(device)
+        if self._model is not None:
+            self._model.to(self.device)
+        return self
 
     def _load(self) -> None:
         if self._model is not None:
@@ -247,7 +255,7 @@ class MiniLMTower:
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on every CLI call
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self._model = freeze(AutoModel.from_pretrained(path, local_files_only=True))
+            self._model = freeze(AutoModel.from_pretrained(path, local_files_only=True)).to(self.device)
         finally:
             if bar_was_on:
                 hf_logging.enable_progress_bar()
@@ -267,10 +275,11 @@ class MiniLMTower:
                 max_length=TEXT_MAX_TOKENS,
                 return_tensors="pt",
             )
+            tokens = {k: to_device(v, self.device) for k, v in tokens.items()}  # (b, L) each
             hidden = self._model(**tokens).last_hidden_state  # (b, L, 384)
             mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (b, L, 1)
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)  # (b, 384)
-            out.append(F.normalize(pooled, dim=-1).float())
+            out.append(F.normalize(pooled, dim=-1).float().cpu())
         return torch.cat(out)  # (B, 384)
 
     def fingerprint(self) -> str:
@@ -307,18 +316,44 @@ class MiniClapEncoder:
         self.text_tower = text_tower or MiniLMTower()
         self._fingerprint: str | None = None
 
+    # ---- placement
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.audio_proj.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.audio_proj.weight.dtype
+
+    def to(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> MiniClapEncoder:
+        """Hold the model on `device` in `dtype`; the log-mel front end and the text tower stay fp32
+        (spectra span a range bf16 would coarsen; the tower is small). Embeddings come back
+        float32 on the CPU."""
+        if dtype is not None and dtype != self.dtype:
+            self._fingerprint = None  # the weights' bytes change, and so do the embeddings
+            cast_module(self.model, dtype, keep=[self.model.log_mel])
+        self.model.to(device=device)
+        self.text_tower.to(self.device)
+        return self
+
+    # ---- embeddings
+
     @torch.no_grad()
     def embed_audio(self, windows: np.ndarray) -> torch.Tensor:
         windows = torch.from_numpy(check_windows(windows))  # (B, n)
-        out = [
-            self.model.encode_audio(windows[i : i + self.batch_size]) for i in range(0, len(windows), self.batch_size)
-        ]
-        return torch.cat(out).float() if out else torch.empty(0, self.dim)  # (B, D)
+        out = []
+        for i in range(0, len(windows), self.batch_size):
+            mels = self.model.log_mel(to_device(windows[i : i + self.batch_size], self.device))  # (b, M, T) fp32
+            out.append(self.model.encode_mels(mels.to(self.dtype)).float().cpu())  # (b, D)
+        return torch.cat(out) if out else torch.empty(0, self.dim)  # (B, D)
 
     @torch.no_grad()
     def embed_text(self, texts: list[str]) -> torch.Tensor:
-        sentences = self.text_tower.embed_text(texts)  # (B, 384)
-        return self.model.encode_sentences(sentences).float() if len(sentences) else torch.empty(0, self.dim)
+        sentences = self.text_tower.embed_text(texts)  # (B, 384) fp32, CPU
+        if not len(sentences):
+            return torch.empty(0, self.dim)
+        return self.model.encode_sentences(to_device(sentences, self.device).to(self.dtype)).float().cpu()  # (B, D)
 
     def fingerprint(self) -> str:
         """sha256 over the family, the architecture, the text tower's identity and every weight."""

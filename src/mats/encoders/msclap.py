@@ -32,8 +32,9 @@ import numpy as np
 import torch
 
 from mats.config import ConfigError, EncoderConfig, from_dict
+from mats.devices import to_device
 from mats.encoders import register_encoder, resolve_path
-from mats.encoders.base import EncoderError, check_texts, check_windows, freeze, state_fingerprint
+from mats.encoders.base import EncoderError, cast_module, check_texts, check_windows, freeze, state_fingerprint
 
 VERSIONS = ("2023",)  # 2022 (CNN14 + BERT) is not ported
 OPTIONS = ("version", "text_model", "batch_size", "arch")
@@ -70,8 +71,21 @@ class MSClapEncoder:
         self.window_samples = arch.window_samples  # the model was trained on clips of exactly this length
         self._fingerprint: str | None = None
 
-    def _device(self) -> torch.device:
-        return next(self.clap.parameters()).device
+    # ---- placement
+
+    @property
+    def device(self) -> torch.device:
+        return self.clap.logit_scale.device
+
+    def to(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> MSClapEncoder:
+        """Hold the model on `device` in `dtype`; HTSAT's STFT and mel filters stay fp32 (a round
+        trip through bf16 would coarsen them). Embeddings come back float32 on the CPU."""
+        if dtype is not None and dtype != self.clap.logit_scale.dtype:
+            self._fingerprint = None  # the weights' bytes change, and so do the embeddings
+            htsat = self.clap.audio_encoder.base.htsat
+            cast_module(self.clap, dtype, keep=[htsat.spectrogram_extractor, htsat.logmel_extractor])
+        self.clap.to(device=device)
+        return self
 
     @torch.no_grad()
     def embed_audio(self, windows: np.ndarray) -> torch.Tensor:
@@ -90,7 +104,7 @@ class MSClapEncoder:
         out = []
         for start in range(0, len(windows), self.batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(windows[start : start + self.batch_size]))  # (b, n)
-            embedding, _ = self.clap.audio_encoder(batch.to(self._device()))  # (b, D), class probabilities
+            embedding, _ = self.clap.audio_encoder(to_device(batch, self.device))  # (b, D), class probabilities
             out.append(embedding.float().cpu())
         return torch.cat(out) if out else torch.empty(0, self.dim)  # (B, D)
 
@@ -103,7 +117,7 @@ class MSClapEncoder:
                 tokens = self.tokenizer(texts[start : start + self.batch_size])  # (b, L) each
             except ValueError as err:
                 raise EncoderError(str(err)) from None
-            tokens = {k: v.to(self._device()) for k, v in tokens.items()}
+            tokens = {k: to_device(v, self.device) for k, v in tokens.items()}
             out.append(self.clap.caption_encoder(tokens).float().cpu())  # (b, D)
         return torch.cat(out) if out else torch.empty(0, self.dim)  # (B, D)
 
@@ -162,7 +176,7 @@ def _options(cfg: EncoderConfig, base_dir: Path | None):
     return weights, text_dir
 
 
-@register_encoder("msclap")
+@register_encoder("msclap", path_options=("text_model",))
 def build_msclap(cfg: EncoderConfig, base_dir: Path | None) -> MSClapEncoder:
     weights, text_dir = _options(cfg, base_dir)
     try:

@@ -4,7 +4,7 @@
     POST /v1/caption   audio (1..max_files)     -> [{"audio", "caption"}]
     POST /v1/classify  audio (1..), labels a,b  -> [{"audio", "label", "scores"}]
     POST /v1/choose    audio, question, choices a|b -> {"audio", "question", "answer"}
-    GET  /v1/health    model, encoder, LM, Santa, uptime, queue
+    GET  /v1/health    model, device, encoder, LM, Santa, uptime, queue
     GET  /             the web page (static/), GET /docs the OpenAPI page
 
 The answers are the CLI's `--json` documents ("audio" is the uploaded file's name). The form
@@ -255,6 +255,7 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
         return {
             "status": "ok",
             "model": pipeline.name,
+            "device": str(pipeline.model.device),
             "encoder": {"backend": mcfg.encoder.backend, "dim": pipeline.encoder.dim, "sample_rate": rate},
             "lm": {"backend": mcfg.lm.backend, "path": mcfg.lm.path},
             "santa": {

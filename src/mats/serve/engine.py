@@ -15,6 +15,7 @@ import torch
 
 from mats.data.instructions import CAPTION_INSTRUCTION, CLASSIFY_INSTRUCTION
 from mats.data.records import mcq_prompt
+from mats.devices import to_device
 from mats.noise import l2_normalize
 from mats.serve.batcher import Job
 
@@ -43,7 +44,7 @@ def santa_neighbours(model, z: torch.Tensor) -> list[dict[str, Any]]:
     memory, cfg = model.memory, model.cfg.santa
     if memory is None or cfg.mode == "noise_only":
         return [{"mode": "noise_only", "lam": 0.0, "texts_saved": False, "neighbours": []} for _ in range(len(z))]
-    z = z.detach().float().cpu()
+    z = to_device(z.detach().float(), memory.device)  # the lookup runs where the memory is
     if cfg.normalize_audio:
         z = l2_normalize(z)  # (B, D), as santa_project blends it
     idx, weights = select(z, memory, cfg)  # (B, L), (B, L)

@@ -3,6 +3,8 @@
 Layout of OUT:
     manifest.json                 every recording with its label, category, description and split
     clap/train.jsonl, val.jsonl   {"audio", "caption", "sources"}; audio under clap/audio/
+    clap/tasks.jsonl              {"text", "instruction", "answer", "task", "audio"}: AudioTIA's
+                                  tasks for the clap/train.jsonl scenes, with their audio
     audiotia/train.jsonl          {"text", "instruction", "answer", "task"} (text only)
     bench/<name>.jsonl            benchmark lines (records.py format); audio under bench/audio/<name>/
     summary.json                  the counts the CLI prints
@@ -12,6 +14,13 @@ CLAP pairs and benchmarks are mixed from disjoint recordings (`clap` / `heldout`
 is text only and is generated from fresh scenes over ALL recordings' labels and descriptions — as
 in the paper, the text-only training corpus covers the vocabulary the benchmarks ask about; no
 benchmark scene's metadata is reused and no audio is involved.
+
+clap/tasks.jsonl is what the audio-supervised twin (MATS-Audio) trains on: for each scene of
+clap/train.jsonl, the records AudioTIA makes for a fresh scene (a caption, two questions, a
+multiple choice where the scene gives one, a classification), each naming the scene's clip. Its
+texts are the ones a text-only model would embed, so the twin and the text-only model train on the
+same task mix; the classification records go to the scenes with a single foreground label, as
+many in all as AudioTIA has (one per scene).
 """
 
 from __future__ import annotations
@@ -169,14 +178,25 @@ def _distinct_captions(scene: scenes.Scene, rng: np.random.Generator, k: int) ->
     return caps
 
 
-def build_clap(p: Profile, pools: Pools, out: Path, seed: int, writer: AudioWriter, progress: bool) -> int:
+@dataclass
+class ClapScene:
+    scene: scenes.Scene
+    audio: str  # its clip, relative to clap/
+    caption: str  # its first caption in clap/train.jsonl
+
+
+def build_clap(
+    p: Profile, pools: Pools, out: Path, seed: int, writer: AudioWriter, progress: bool
+) -> tuple[int, list[ClapScene]]:
+    """Write clap/train.jsonl and val.jsonl; returns the number of pairs and the scenes of train."""
     rng = stable_rng("clap", seed)
-    rows = []
+    rows, made = [], []
     for i in tqdm(range(p.clap_scenes), desc="clap scenes", disable=not progress):
         sc = _scene(_kind(rng, p.scene_mix), f"clap{i:06d}", pools, rng)
         audio = writer.write(out / "clap" / "audio" / f"{i:06d}.wav", sc, out / "clap")
         caps = _distinct_captions(sc, rng, p.captions_per_clap)
         rows += [{"audio": audio, "caption": c, "sources": sc.sources} for c in caps]
+        made.append(ClapScene(sc, audio, caps[0]))
     n_val = max(1, len(rows) // 20)
     # the last scenes go to val, so a clip never has captions in both files
     cut = len(rows) - n_val
@@ -184,52 +204,112 @@ def build_clap(p: Profile, pools: Pools, out: Path, seed: int, writer: AudioWrit
         cut += 1
     records.write_jsonl(out / "clap" / "train.jsonl", rows[:cut])
     records.write_jsonl(out / "clap" / "val.jsonl", rows[cut:])
-    return len(rows)
+    train_audio = {r["audio"] for r in rows[:cut]}
+    return len(rows), [c for c in made if c.audio in train_audio]
+
+
+@dataclass
+class TaskVocab:
+    """What AudioTIA's records are written from (all recordings' labels and descriptions)."""
+
+    vocab: dict[str, list[str]]  # category -> labels (questions and their distractors)
+    speech_texts: list[str]  # multiple-choice distractors for speech
+    descs: dict[str, list[str]]  # label -> descriptions (non-speech labels: the classes)
+    cats: dict[str, str]  # label -> category
+
+    @classmethod
+    def of(cls, all_recs: list[Recording]) -> TaskVocab:
+        descs: dict[str, list[str]] = {}
+        cats: dict[str, str] = {}
+        for r in all_recs:
+            if r.kind != "speech":
+                descs.setdefault(r.label, []).append(r.description)
+                cats[r.label] = r.category
+        return cls(_vocab(all_recs), Pools.of(all_recs).speech_texts(), descs, cats)
+
+
+# (text, instruction, answer, task): one AudioTIA record
+Row = tuple[str, str, str, str]
+
+
+def _scene_rows(sc: scenes.Scene, cap: str, tv: TaskVocab, rng: np.random.Generator) -> list[Row]:
+    """A scene's caption record, two questions and a multiple choice where it gives one, each
+    with `cap` as its text."""
+    if sc.kind == "music":
+        rows = [(cap, pick(rng, text.MUSIC_INSTR), cap, "music_caption")]
+    else:
+        rows = [(cap, pick(rng, text.CAPTION_INSTR), cap, "sound_caption")]
+    qas = text.qa_items(sc, tv.vocab, rng)
+    for qa in [qas[j] for j in rng.choice(len(qas), size=min(2, len(qas)), replace=False)]:
+        rows.append((cap, qa["question"], qa["answer"], "aqa"))
+    opens = [q for q in qas if q["answer_type"] == "open"]
+    if opens:
+        m = text.mcq_from(pick(rng, opens), tv.vocab, tv.speech_texts, rng)
+        if m:
+            rows.append((cap, records.mcq_prompt(m["question"], m["choices"]), m["answer"], "mcq"))
+    return rows
+
+
+def _classification_row(label: str, tv: TaskVocab, rng: np.random.Generator) -> Row:
+    """A classification record of `label`: a description written from it, asked what it is."""
+    cat = tv.cats[label]
+    instr = text.INSTR_CLASS_INSTR if cat == "musical instrument" else text.CLASS_INSTR
+    description = text.label_description(label, cat, sorted(set(tv.descs[label])), rng)
+    return description, pick(rng, instr), label, "classification"
 
 
 def build_audiotia(p: Profile, all_recs: list[Recording], out: Path, seed: int, progress: bool) -> Counter:
     rng = stable_rng("audiotia", seed)
     pools = Pools.of(all_recs)
-    vocab = _vocab(all_recs)
-    speech_texts = pools.speech_texts()
-    descs: dict[str, list[str]] = {}
-    cats: dict[str, str] = {}
-    for r in all_recs:
-        if r.kind != "speech":
-            descs.setdefault(r.label, []).append(r.description)
-            cats[r.label] = r.category
-    labels = sorted(descs)
+    tv = TaskVocab.of(all_recs)
+    labels = sorted(tv.descs)
     rows, tasks = [], Counter()
-
-    def add(t: str, instr: str, ans: str, task: str) -> None:
-        rows.append(records.AudioTIARecord(t, instr, ans, task).to_dict())
-        tasks[task] += 1
-
     for i in tqdm(range(p.audiotia_scenes), desc="audiotia", disable=not progress):
         sc = _scene(_kind(rng, p.scene_mix), f"tia{i:06d}", pools, rng)
-        cap = text.caption(sc, rng)
-        if sc.kind == "music":
-            add(cap, pick(rng, text.MUSIC_INSTR), cap, "music_caption")
-        else:
-            add(cap, pick(rng, text.CAPTION_INSTR), cap, "sound_caption")
-        qas = text.qa_items(sc, vocab, rng)
-        for qa in [qas[j] for j in rng.choice(len(qas), size=min(2, len(qas)), replace=False)]:
-            add(cap, qa["question"], qa["answer"], "aqa")
-        opens = [q for q in qas if q["answer_type"] == "open"]
-        if opens:
-            m = text.mcq_from(pick(rng, opens), vocab, speech_texts, rng)
-            if m:
-                add(cap, records.mcq_prompt(m["question"], m["choices"]), m["answer"], "mcq")
-        label = pick(rng, labels)
-        instr = text.INSTR_CLASS_INSTR if cats[label] == "musical instrument" else text.CLASS_INSTR
-        add(
-            text.label_description(label, cats[label], sorted(set(descs[label])), rng),
-            pick(rng, instr),
-            label,
-            "classification",
-        )
+        scene_rows = _scene_rows(sc, text.caption(sc, rng), tv, rng)
+        scene_rows.append(_classification_row(pick(rng, labels), tv, rng))  # a label of any recording
+        for row in scene_rows:
+            rows.append(records.AudioTIARecord(*row).to_dict())
+            tasks[row[3]] += 1
     records.write_jsonl(out / "audiotia" / "train.jsonl", rows)
     return tasks
+
+
+def single_label(sc: scenes.Scene, tv: TaskVocab) -> str | None:
+    """The label of the scene's foreground when it has exactly one, and it is a class (not speech)."""
+    labels = {e.label for e in sc.events}
+    first = sc.events[0]
+    return first.label if len(labels) == 1 and first.kind != "speech" and first.label in tv.descs else None
+
+
+def build_clap_tasks(clap: list[ClapScene], all_recs: list[Recording], out: Path, seed: int, progress: bool) -> Counter:
+    """clap/tasks.jsonl: AudioTIA's records for each clap training scene, with its clip (see the
+    module docstring). The caption record's text and answer is the scene's clap caption. AudioTIA
+    has one classification record per scene; here they go to the scenes with a single foreground
+    class, spread evenly (the first ones one more), as many in all as there are scenes; each
+    repeat of a scene's label has a description and an instruction of its own."""
+    rng = stable_rng("clap_tasks", seed)  # a stream of its own: the other outputs do not change
+    tv = TaskVocab.of(all_recs)
+    labels = [single_label(c.scene, tv) for c in clap]
+    n_single = sum(label is not None for label in labels)
+    rows, tasks, rank = [], Counter(), 0
+    for c, label in tqdm(zip(clap, labels), total=len(clap), desc="clap tasks", disable=not progress):
+        scene_rows = _scene_rows(c.scene, c.caption, tv, rng)
+        if label is not None:
+            repeats = len(clap) // n_single + (rank < len(clap) % n_single)
+            scene_rows += [_classification_row(label, tv, rng) for _ in range(repeats)]
+            rank += 1
+        for row in scene_rows:
+            rows.append(records.AudioTIARecord(*row, audio=c.audio).to_dict())
+            tasks[row[3]] += 1
+    records.write_jsonl(out / "clap" / "tasks.jsonl", rows)
+    return tasks
+
+
+def task_shares(tasks: Counter) -> dict[str, float]:
+    """Each task's share of the records, rounded to 3 places."""
+    total = sum(tasks.values())
+    return {t: round(n / total, 3) for t, n in sorted(tasks.items())}
 
 
 @dataclass
@@ -351,11 +431,12 @@ def build(profile: str, out: Path, seed: int = 0, cache: Path | None = None, pro
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
     writer = AudioWriter(out)
-    n_pairs = build_clap(p, Pools.of([r for r in recs if r.split == CLAP]), out, seed, writer, progress)
+    n_pairs, clap_scenes = build_clap(p, Pools.of([r for r in recs if r.split == CLAP]), out, seed, writer, progress)
     clap_seconds = writer.seconds
     bench_sizes = build_benches(p, [r for r in recs if r.split == HELDOUT], out, seed, writer, progress)
     writer.save()
     tasks = build_audiotia(p, recs, out, seed, progress)
+    clap_tasks = build_clap_tasks(clap_scenes, recs, out, seed, progress)
 
     summary = {
         "profile": profile,
@@ -370,6 +451,10 @@ def build(profile: str, out: Path, seed: int = 0, cache: Path | None = None, pro
         "clap_hours": round(clap_seconds / 3600, 3),
         "audiotia_records": sum(tasks.values()),
         "audiotia_per_task": dict(sorted(tasks.items())),
+        "audiotia_task_shares": task_shares(tasks),
+        "clap_task_records": sum(clap_tasks.values()),
+        "clap_tasks_per_task": dict(sorted(clap_tasks.items())),
+        "clap_task_shares": task_shares(clap_tasks),
         "bench_sizes": bench_sizes,
         "audio_hours": round(writer.seconds / 3600, 3),
         "audio_files_written": writer.written,

@@ -165,3 +165,33 @@ def test_audio_exists_and_decodes(builds):
             assert 5.0 <= info.frames / info.samplerate <= 10.0 + 1e-3
             x, _ = sf.read(str(wav))
             assert abs(x).max() > 0.01  # not silent
+
+
+def test_clap_tasks_give_the_twin_audiotia_tasks_on_the_clap_scenes(builds):
+    """clap/tasks.jsonl: the five AudioTIA tasks for exactly the clap/train.jsonl scenes, each
+    record naming its clip, in about AudioTIA's shares (both in the summary)."""
+    from mats.data.loading import iter_audio_records
+
+    a, _, summary, _ = builds
+    tasks = a / "clap" / "tasks.jsonl"
+    recs = list(iter_audio_records([str(tasks)]))  # every record has a clip that exists
+    assert {r.task for r in recs} == set(records.TASKS) and len(recs) == summary["clap_task_records"]
+    train_clips = {str((a / "clap" / row["audio"]).resolve()) for row in records.read_jsonl(a / "clap" / "train.jsonl")}
+    assert {r.audio for r in recs} == train_clips
+    captions = {row["audio"]: row["caption"] for row in records.read_jsonl(a / "clap" / "train.jsonl")}
+    for row in records.read_jsonl(tasks):
+        if row["task"] in ("sound_caption", "music_caption", "aqa", "mcq"):
+            assert row["text"] == captions[row["audio"]]  # the scene's (first) clap caption
+    man = _manifest(a)
+    sources = {
+        str((a / "clap" / row["audio"]).resolve()): row["sources"]
+        for row in records.read_jsonl(a / "clap" / "train.jsonl")
+    }
+    for r in recs:
+        if r.task == "classification":  # the label of the scene's one foreground sound
+            assert r.answer in {man[s]["label"] for s in sources[r.audio]}
+    ours, theirs = summary["clap_task_shares"], summary["audiotia_task_shares"]
+    assert set(ours) == set(theirs) == set(records.TASKS)
+    for task in ("aqa", "classification", "mcq"):
+        assert abs(ours[task] - theirs[task]) < 0.03, (task, ours, theirs)
+    assert abs(ours["sound_caption"] + ours["music_caption"] - theirs["sound_caption"] - theirs["music_caption"]) < 0.03
