@@ -164,6 +164,37 @@ def test_generation_arguments_are_checked_in_the_api(trained_tiny):
         model.choose("x.wav", "q?", [])
     with pytest.raises(ValueError, match="distinct"):
         model.choose("x.wav", "q?", ["a", "a"])
+    for tokens in (0, -1, 2.5, "5", True):
+        with pytest.raises(ValueError, match="max_new_tokens"):
+            model.caption("x.wav", max_new_tokens=tokens)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MATS.generate: prompt + max_new_tokens past the LM's positions (tiny GPT-2: 256) fails inside "
+    "torch with 'index out of range in self' when no EOS comes; check (or cap) it against the LM's context",
+)
+def test_max_new_tokens_past_the_context_is_a_clear_error(trained_tiny, wav_file, monkeypatch):
+    import mats as m
+
+    model = m.load(trained_tiny)
+    monkeypatch.setattr(model.model, "tokenizer", _NoEos(model.model.tokenizer))  # a model that rambles on
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        model.caption(str(wav_file), max_new_tokens=2000)
+
+
+class _NoEos:
+    """A tokenizer whose end-of-text id is one generation never emits."""
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self.eos_token_id = len(tokenizer) - 1
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._tokenizer(*args, **kwargs)
 
 
 @pytest.mark.parametrize(
