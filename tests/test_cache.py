@@ -6,8 +6,10 @@ import torch
 
 from mats.cache import (
     CachedRows,
+    CacheError,
     EmbeddingStore,
     cached_text_embeddings,
+    check_cache_dir,
     embed_texts,
     fill,
     text_digests,
@@ -94,6 +96,52 @@ def test_a_torn_shard_is_ignored_and_its_rows_redone(tmp_path, tear):
     out = cached_text_embeddings(enc, ["x", "y"], tmp_path)
     assert set(enc.seen) == {"x", "y"} and out.shape == (2, 3)
     assert torch.equal(out[:, 0], torch.tensor([1.0, 1.0]))
+
+
+def test_rows_that_are_not_finite_are_named_not_trained_on(tmp_path):
+    """A complete shard of NaN rows (a damaged disk, a bad copy) was read as it stood."""
+    enc = CountingEncoder()
+    cached_text_embeddings(enc, ["x", "yy", "zzz"], tmp_path)
+    emb = next(tmp_path.glob("*/*.emb.npy"))
+    rows = np.load(emb)
+    rows[1, 2] = np.nan
+    np.save(emb, rows)
+    store = text_store(enc, tmp_path)
+    rows = CachedRows(store, text_digests(["x", "yy", "zzz"]))
+    with pytest.raises(CacheError, match=rf"{emb}: 1 row\(s\) not finite"):
+        rows.check()
+    with pytest.raises(CacheError, match="not finite"):
+        rows[[0, 1, 2]]
+    readable = []
+    for i in range(3):
+        try:
+            readable.append(bool(rows[[i]].isfinite().all()))
+        except CacheError:
+            pass
+    assert readable == [True, True]  # the other rows still read
+
+
+class NanEncoder(CountingEncoder):
+    def embed_text(self, texts):
+        return torch.where(torch.tensor([["nan" in t] for t in texts]), float("nan"), super().embed_text(texts))
+
+
+def test_an_encoder_giving_non_finite_rows_stores_none_of_them(tmp_path):
+    with pytest.raises(CacheError, match=r"non-finite embedding \(NaN or inf\) for 1 item\(s\), e.g. 'a nan'"):
+        cached_text_embeddings(NanEncoder(), ["fine", "a nan"], tmp_path)
+    assert len(text_store(CountingEncoder(), tmp_path)) == 0
+
+
+def test_a_cache_path_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for root in (tmp_path / "file", tmp_path / "file" / "store"):
+        with pytest.raises(
+            CacheError, match=rf"the embedding store {root}: not a directory \({tmp_path / 'file'} is a file"
+        ):
+            EmbeddingStore(root, 3)
+    check_cache_dir(tmp_path / "fresh" / "cache")  # not there yet: made when used
+    with pytest.raises(CacheError, match=r"data.cache_dir .*: not a directory"):
+        check_cache_dir(tmp_path / "file" / "cache")
 
 
 def test_an_interrupted_fill_continues_after_its_last_complete_chunk(tmp_path):

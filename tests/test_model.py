@@ -99,6 +99,27 @@ def test_strict_loading(model, tmp_path):
         MATS.from_pretrained(tmp_path / "m")
 
 
+def test_loading_fills_an_empty_mapper_with_the_saved_weights(model, tmp_path):
+    """from_pretrained makes the mapper on the meta device and takes the saved tensors as its
+    weights (fp16 files give fp32 weights); the loaded model is the one a normal build plus
+    load_trainable_state_dict gives."""
+    model.save_pretrained(tmp_path / "m", half=True)
+    loaded = MATS.from_pretrained(tmp_path / "m")
+    state = load_file(str(tmp_path / "m" / WEIGHTS))
+    for name, p in loaded.named_parameters():
+        assert not p.is_meta, name
+        if name.startswith("mapper."):
+            assert p.dtype == torch.float32 and p.requires_grad and torch.equal(p, state[name].float()), name
+    normal = MATS.build(loaded.cfg, base_dir=tmp_path / "m")
+    normal.load_trainable_state_dict(state)
+    z = torch.randn(3, model.encoder.dim, generator=torch.Generator().manual_seed(0))
+    prompts = [loaded.tokenize(q) for q in ("Describe the audio.", "Is it loud?", "What is it?")]
+    with torch.no_grad():
+        ours, theirs = loaded.eval().assemble(z, prompts, True)[0], normal.eval().assemble(z, prompts, True)[0]
+    assert torch.equal(ours, theirs)
+    assert MATS.build(loaded.cfg, base_dir=tmp_path / "m", empty=True).mapper.project.weight.is_meta
+
+
 def test_not_a_model_directory(tmp_path):
     with pytest.raises(ModelError, match="not a MATS model"):
         MATS.from_pretrained(tmp_path)

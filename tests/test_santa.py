@@ -14,8 +14,10 @@ from mats.santa import (
     kmeans_plus_plus,
     load_memory,
     modality_gap,
+    nearest_centroid,
     santa_project,
     save_memory,
+    select,
 )
 
 M, D, K, L = 200, 16, 5, 7
@@ -143,6 +145,106 @@ def test_project_rejects_bad_input(memory, audio):
         santa_project(audio, memory, SantaConfig(lam=1.5))
     with pytest.raises(SantaError, match="mode"):
         santa_project(audio, memory, SantaConfig(mode="bogus"))
+
+
+# ---------------------------------------------------------------- select: the in-cluster lookup
+
+
+def masked_scan_select(z, mem, cfg):
+    """select() as it was before the cluster index: all M distances, the other clusters masked
+    out. The reference the lookup must agree with."""
+    dots = z @ mem.entries.T  # (B, M)
+    d2 = (z * z).sum(-1, keepdim=True) - 2.0 * dots + mem.entry_sq_norms
+    if cfg.mode == "no_kmeans":
+        allowed = torch.ones_like(d2, dtype=torch.bool)
+    else:
+        allowed = mem.assign.unsqueeze(0) == nearest_centroid(z, mem.centroids).unsqueeze(1)
+    d2 = d2.masked_fill(~allowed, float("inf"))
+    _, idx = torch.topk(d2, min(cfg.top_l, mem.size), dim=1, largest=False, sorted=True)
+    logits = (torch.gather(dots, 1, idx) / cfg.tau).masked_fill(~torch.gather(allowed, 1, idx), float("-inf"))
+    return idx, torch.softmax(logits, dim=1)
+
+
+def _random_memory(m, d, k, seed, duplicates=1):
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randn(m // duplicates, d, generator=g).repeat_interleave(duplicates, dim=0)  # (M, D)
+    return build_memory(text, 0.0, SantaConfig(k=k, seed=seed))
+
+
+def _assert_same_selection(new, ref, z, mem, gap=1e-5):
+    """Same weights (to float rounding: a product over fewer columns may round its last bit
+    otherwise) and the same entries in the same order, except where two candidates lie within
+    `gap` of each other (rounding may then swap them); padding has weight 0 in both."""
+    (idx, w), (ref_idx, ref_w) = new, ref
+    assert idx.shape == ref_idx.shape and w.shape == ref_w.shape
+    torch.testing.assert_close(w, ref_w, rtol=1e-5, atol=1e-7)
+    assert torch.equal(w > 0, ref_w > 0)
+    d2 = torch.cdist(z.double(), mem.entries.double()) ** 2  # (B, M)
+    ref_d2 = torch.gather(d2, 1, ref_idx)  # (B, L)
+    # a candidate is near a tie when another entry lies within `gap` of it (inside the list or not)
+    near = ((d2.unsqueeze(1) - ref_d2.unsqueeze(2)).abs() < gap).sum(-1) > 1  # (B, L)
+    real = ref_w > 0
+    assert torch.equal(idx[real & ~near], ref_idx[real & ~near])
+    # tied candidates are interchangeable: the same distances either way
+    torch.testing.assert_close(torch.gather(d2, 1, idx)[real], ref_d2[real], rtol=0, atol=gap)
+
+
+@pytest.mark.parametrize(
+    ("m", "d", "k", "top_l"),
+    [(3000, 64, 30, 32), (400, 16, 40, 32), (200, 8, 9, 300), (50, 4, 1, 8), (1, 4, 1, 32)],
+)
+@pytest.mark.parametrize("mode", ["full", "memory_only", "no_kmeans"])
+def test_select_matches_the_masked_scan(m, d, k, top_l, mode):
+    """Clusters larger and smaller than L, L larger than M, one cluster, one entry; batch 1 and
+    batches whose rows share clusters."""
+    mem = _random_memory(m, d, k, seed=m)
+    cfg = SantaConfig(mode=mode, k=k, top_l=top_l, tau=0.1)
+    g = torch.Generator().manual_seed(1)
+    for b in (1, 2, 33):
+        z = torch.nn.functional.normalize(torch.randn(b, d, generator=g), dim=-1)
+        new, ref = select(z, mem, cfg), masked_scan_select(z, mem, cfg)
+        if mode == "no_kmeans":  # the scan itself: the very same numbers
+            assert torch.equal(new[0], ref[0]) and torch.equal(new[1], ref[1])
+        else:
+            _assert_same_selection(new, ref, z, mem)
+            # every index names a member of the row's cluster (padding too)
+            clusters = nearest_centroid(z, mem.centroids)
+            assert torch.equal(mem.assign[new[0]], clusters.unsqueeze(1).expand_as(new[0]))
+
+
+def test_select_with_tied_entries():
+    """Each text three times over (no noise): the L nearest include exact ties, which either
+    implementation may order its own way; the weights and the blended embedding agree."""
+    mem = _random_memory(900, 16, 12, seed=3, duplicates=3)
+    cfg = SantaConfig(mode="full", k=12, top_l=L, tau=0.1, lam=0.5)
+    z = torch.nn.functional.normalize(torch.randn(40, 16, generator=torch.Generator().manual_seed(4)), dim=-1)
+    (idx, w), (ref_idx, ref_w) = select(z, mem, cfg), masked_scan_select(z, mem, cfg)
+    _assert_same_selection((idx, w), (ref_idx, ref_w), z, mem)
+    torch.testing.assert_close(mem.entries[idx], mem.entries[ref_idx], rtol=0, atol=0)  # ties: equal vectors
+    blended = (w.unsqueeze(-1) * mem.entries[idx]).sum(1)
+    torch.testing.assert_close(blended, (ref_w.unsqueeze(-1) * mem.entries[ref_idx]).sum(1), rtol=1e-5, atol=1e-6)
+
+
+def test_select_rows_do_not_depend_on_the_batch(memory, audio):
+    cfg = SantaConfig(mode="full", k=K, top_l=L)
+    z = torch.nn.functional.normalize(audio, dim=-1)
+    idx, w = select(z, memory, cfg)
+    for i in (0, 5, 23):
+        one_idx, one_w = select(z[i : i + 1], memory, cfg)
+        assert torch.equal(one_idx[0], idx[i])
+        torch.testing.assert_close(one_w[0], w[i], rtol=1e-5, atol=1e-7)
+
+
+def test_cluster_index_groups_the_entries(memory):
+    index = memory.clusters
+    assert index is memory.clusters  # built once
+    assert sorted(index.order.tolist()) == list(range(memory.size))
+    for c, (start, size) in enumerate(zip(index.start_list, index.size_list)):
+        rows = index.order[start : start + size]
+        assert torch.equal(rows, torch.nonzero(memory.assign == c).squeeze(1))  # ascending members
+        assert torch.equal(index.entries[start : start + size], memory.entries[rows])
+    moved = memory.to("meta")
+    assert moved.clusters.entries.device.type == "meta" and memory.clusters.entries.device.type == "cpu"
 
 
 # ---------------------------------------------------------------- build

@@ -72,6 +72,14 @@ def check_candidates(values: Sequence[str], what: str) -> list[str]:
     return out
 
 
+def check_question(question: str) -> str:
+    """A question with something in it, else ValueError (the model would answer nothing in
+    particular, silently)."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("the question is empty: ask something about the audio")
+    return question
+
+
 def match_labels(preds: list[str], labels: list[str], embed_text) -> list[dict[str, Any]]:
     """Generated texts -> {"label", "scores", "text"} each: the label whose text embedding is
     nearest (paper §4.2), every label's score, and the text it was matched from."""
@@ -183,7 +191,8 @@ class Pipeline:
     def ask(self, audio, question, **gen):
         _check_gen(gen)
         items = _as_list(audio)
-        answers = self._generate(items, _broadcast(question, len(items), "questions"), **gen)
+        questions = [check_question(q) for q in _broadcast(question, len(items), "questions")]
+        answers = self._generate(items, questions, **gen)
         return _finish(answers, _is_batch(audio))
 
     def caption(self, audio, instruction: str = CAPTION_INSTRUCTION, **gen):
@@ -210,7 +219,7 @@ class Pipeline:
         if isinstance(choices, str) or not choices or isinstance(choices[0], str):
             choices = check_candidates(choices, "choices")  # one list for every item
         items = _as_list(audio)
-        questions = _broadcast(question, len(items), "questions")
+        questions = [check_question(q) for q in _broadcast(question, len(items), "questions")]
         choice_lists = [check_candidates(c, "choices") for c in _broadcast(choices, len(items), "choices")]
         prompts = [mcq_prompt(q, c) for q, c in zip(questions, choice_lists)]
         preds = self._generate(items, prompts, **gen)
@@ -242,6 +251,8 @@ def load(name_or_path: str | Path | None = None, device: str | torch.device = "a
     LOCAL_RANK when CUDA is present, else the CPU), cpu, cuda, cuda:N or mps."""
     from mats.devices import resolve_device
 
+    if name_or_path is not None and not str(name_or_path).strip():  # would load the default silently
+        raise ValueError("the model name is empty: give a model directory or an embedded model's name")
     device = resolve_device(device)  # a bad or absent device fails before the model loads
     path = resolve_model_path(name_or_path)
     return Pipeline(MATS.from_pretrained(path, device=device), name=str(name_or_path or DEFAULT_MODEL))

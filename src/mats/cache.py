@@ -49,6 +49,20 @@ _KEYS, _EMB = ".keys.npy", ".emb.npy"
 _LEGACY_INDEX, _LEGACY_EMB = "index.json", "embeddings.npy"
 
 
+class CacheError(Exception):
+    """A cache directory that cannot be used, or rows that are not embeddings."""
+
+
+def check_cache_dir(cache_dir: str | Path, key: str = "data.cache_dir") -> None:
+    """CacheError naming `key` when `cache_dir` (or a folder above it) is not a directory:
+    checked before any work, not when the first store is opened."""
+    for path in (Path(cache_dir), *Path(cache_dir).parents):
+        if path.exists():
+            if not path.is_dir():
+                raise CacheError(f"{key} {cache_dir}: not a directory ({path} is a file)")
+            return
+
+
 def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -117,6 +131,7 @@ class EmbeddingStore:
 
     def __init__(self, root: str | Path, dim: int) -> None:
         self.root, self.dim = Path(root), int(dim)
+        check_cache_dir(self.root, "the embedding store")
         self.root.mkdir(parents=True, exist_ok=True)
         if (self.root / _LEGACY_INDEX).exists() or (self.root / _LEGACY_EMB).exists():
             with _exclusive(self.root):
@@ -166,6 +181,12 @@ class EmbeddingStore:
         for s in np.unique(shard):
             mine = shard == s
             out[mine] = self.shards[s].emb[row[mine]]
+            if not np.isfinite(out[mine]).all():  # rows are trusted as stored otherwise: NaN would train
+                bad = int((~np.isfinite(out[mine])).any(axis=1).sum())
+                raise CacheError(
+                    f"{self.root / (self.shards[s].name + _EMB)}: {bad} row(s) not finite (NaN or inf); "
+                    "delete the shard and its .keys.npy to compute them again"
+                )
         return out
 
     def add(self, keys: np.ndarray, emb: np.ndarray) -> None:
@@ -226,6 +247,13 @@ def fill(
         for i in range(0, len(todo), chunk):
             part = todo[i : i + chunk]
             emb = compute([items[j] for j in part], bar)
+            finite = torch.isfinite(emb).all(dim=1)  # (m,): never store a row that is not an embedding
+            if not bool(finite.all()):
+                first = items[int(part[int((~finite).nonzero()[0])])]
+                raise CacheError(
+                    f"{store.root}: the encoder gave a non-finite embedding (NaN or inf) for "
+                    f"{int((~finite).sum())} item(s), e.g. {str(first)[:80]!r}"
+                )
             store.add(keys[part], emb.numpy())
     return len(todo)
 
@@ -243,6 +271,15 @@ class CachedRows:
 
     def __len__(self) -> int:
         return len(self.inverse)
+
+    def check(self, chunk: int = 8192) -> None:
+        """Read each distinct row once, `chunk` at a time (each shard's map front to back), so
+        that a shard holding rows that are not finite is named (CacheError, from gather) before
+        a training starts, not at the batch that reads it."""
+        order = np.lexsort((self.row, self.shard))  # (U,) by shard, then row
+        for i in range(0, len(order), chunk):
+            part = order[i : i + chunk]
+            self.store.gather(self.shard[part], self.row[part])
 
     def __getitem__(self, idx) -> torch.Tensor:
         """(b, D) float32 rows of items `idx` (b,)."""

@@ -74,9 +74,9 @@ def _beams(beams: int) -> int:
 
 
 def _question(text: str) -> str:
-    if not text.strip():  # the model would answer nothing in particular, silently
-        raise ValueError("the question is empty: ask something about the audio")
-    return text
+    from mats.api import check_question
+
+    return check_question(text)
 
 
 def _candidates(text: str, sep: str, what: str) -> list[str]:
@@ -283,11 +283,13 @@ def evaluate(
 ):
     """Evaluate a model on a benchmark."""
     from mats.evaluate.ablations import apply_overrides, parse_overrides
+    from mats.evaluate.benchmarks import load_benchmark
     from mats.evaluate.runner import evaluate as run_eval
 
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be a whole number >= 1 (items to evaluate), got {limit}")
     overrides = parse_overrides(santa + (["zero_shot=true"] if zero_shot else []))
+    load_benchmark(bench)  # a bad name, spec or file fails here, before the model loads (seconds)
     result = run_eval(apply_overrides(_load(model, device), overrides), bench, out_dir=out, limit=limit)
     text = "\n".join(
         [f"bench {result['bench']}  n={result['n']}"] + [f"  {k}: {v}" for k, v in result["metrics"].items()]

@@ -19,6 +19,7 @@ from torch import nn
 
 from mats.config import LMConfig, LoraConfig
 from mats.devices import DTYPES
+from mats.files import check_safetensors, check_tokenizer_files, read_json
 
 EOS = "<|endoftext|>"
 IGNORE = -100  # the label of a position that is not scored (the transformers convention)
@@ -72,6 +73,11 @@ def _load_hf(cfg: LMConfig, base_dir: Path | None):
         path = base_dir / path
     if not path.is_dir():
         raise LMError(f"{path}: LM directory not found (models are never fetched from a hub)")
+    # every file transformers reads, checked first: its errors name the folder, or nothing
+    if (path / "config.json").is_file():
+        read_json(path / "config.json", LMError)
+    check_tokenizer_files(path, LMError, "LM directory")
+    check_safetensors(path, LMError)
     try:
         # lm.dtype whatever the stored dtype (fp32 by default: shipped weights may be fp16, CPU
         # inference wants fp32; a 7B base is held in bf16).

@@ -20,16 +20,18 @@ word embeddings.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from mats.config import ModelConfig, from_dict, to_dict
 from mats.devices import resolve_device, to_device
+from mats.files import naming, read_json_object, read_safetensors
 from mats.lm import IGNORE, apply_lora, build_lm, export_lm, labelled_loss
 from mats.mapper import Mapper
 
@@ -75,7 +77,10 @@ class TokenizedPrompt:
 
 
 class MATS(nn.Module):
-    def __init__(self, cfg: ModelConfig, encoder, lm: nn.Module, tokenizer, memory=None) -> None:
+    def __init__(self, cfg: ModelConfig, encoder, lm: nn.Module, tokenizer, memory=None, empty: bool = False) -> None:
+        """empty: make the mapper without weights (on the meta device), for load_trainable_state_dict
+        to fill: what from_pretrained does, so that loading does not first initialise weights (a
+        TransformerEncoder clones its layer's) only to overwrite them."""
         super().__init__()
         self.cfg = cfg
         self.__dict__["encoder"] = encoder  # frozen, deliberately not a submodule
@@ -83,7 +88,8 @@ class MATS(nn.Module):
         self.memory = memory  # SantaMemory or None
         self.lm = apply_lora(lm, cfg.lora)
         lm_dim = lm.get_input_embeddings().embedding_dim
-        self.mapper = Mapper(cfg.mapper, encoder.dim, lm_dim)
+        with torch.device("meta") if empty else contextlib.nullcontext():
+            self.mapper = Mapper(cfg.mapper, encoder.dim, lm_dim)
         try:
             pre, self._mid, self._tail = split_template(cfg.prompt.template)
         except ValueError as err:
@@ -98,14 +104,20 @@ class MATS(nn.Module):
 
     @classmethod
     def build(
-        cls, cfg: ModelConfig, encoder=None, corpus: list[str] | None = None, base_dir: Path | None = None
+        cls,
+        cfg: ModelConfig,
+        encoder=None,
+        corpus: list[str] | None = None,
+        base_dir: Path | None = None,
+        empty: bool = False,
     ) -> MATS:
-        """A fresh (untrained) model; `corpus` trains the tokenizer of built-in LMs."""
+        """A fresh (untrained) model; `corpus` trains the tokenizer of built-in LMs. empty: a
+        mapper without weights, to be loaded (see __init__)."""
         from mats.encoders import build_encoder
 
         encoder = encoder if encoder is not None else build_encoder(cfg.encoder, base_dir)
         lm, tokenizer = build_lm(cfg.lm, base_dir, corpus)
-        return cls(cfg, encoder, lm, tokenizer)
+        return cls(cfg, encoder, lm, tokenizer, empty=empty)
 
     @property
     def device(self) -> torch.device:
@@ -140,7 +152,8 @@ class MATS(nn.Module):
         return self.cfg.lm.backend != "hf" or bundle
 
     def check_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Every trained weight present with its shape and nothing else, else ModelError."""
+        """Every trained weight present with its shape, floating point and finite, and nothing
+        else, else ModelError. (An integer or NaN weight would load and answer '' silently.)"""
         own = {n: p.shape for n, p in self.named_parameters() if p.requires_grad}  # full shapes, sharded too
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or unexpected:
@@ -151,11 +164,22 @@ class MATS(nn.Module):
         for k, v in state.items():
             if own[k] != v.shape:
                 raise ModelError(f"weight {k}: shape {tuple(v.shape)} != {tuple(own[k])}")
+            if not v.is_floating_point():
+                raise ModelError(f"weight {k}: dtype {v.dtype} is not floating point")
+            if v.device.type != "meta" and not bool(torch.isfinite(v).all()):
+                raise ModelError(f"weight {k}: not finite (holds NaN or inf)")
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Strict: every trained weight must be present and nothing else."""
         self.check_trainable_state_dict(state)
-        self.load_state_dict(state, strict=False)
+        own = dict(self.named_parameters())
+        if any(p.is_meta for p in own.values()):  # built empty: the loaded tensors become the weights
+            self.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False, assign=True)
+            empty = [n for n, t in [*self.named_parameters(), *self.named_buffers()] if t.is_meta]
+            if empty:
+                raise ModelError(f"weights not in the saved state: {empty[:5]}")
+        else:
+            self.load_state_dict(state, strict=False)
 
     # ---------------------------------------------------------------- prompts
 
@@ -234,25 +258,36 @@ class MATS(nn.Module):
         num_beams: int | None = None,
         max_new_tokens: int | None = None,
     ) -> list[str]:
-        """Greedy or beam-search answers for prepared embeddings (B, D), KV-cached, batched."""
+        """Greedy or beam-search answers for prepared embeddings (B, D), KV-cached, batched.
+        Greedy search drops each row from the batch once it has ended (mats.greedy) where that
+        is what transformers' generate computes; beams (and LMs whose generation config adds
+        logits processors) go through generate."""
+        from mats.greedy import greedy_generate, supports_fast_greedy
+
         g = self.cfg.generation
         was_training = self.training
         self.eval()
-        prompts = [self.tokenize(q) for q in instructions]
+        tokenized = {q: self.tokenize(q) for q in dict.fromkeys(instructions)}  # a batch often asks one thing
+        prompts = [tokenized[q] for q in instructions]
         embeds, mask, _ = self.assemble(emb, prompts, left_pad=True)
         eos = self.tokenizer.eos_token_id
-        out = self.lm.generate(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens or g.max_new_tokens,
-            num_beams=num_beams or g.num_beams,
-            do_sample=False,
-            eos_token_id=eos,
-            pad_token_id=self.tokenizer.pad_token_id,
-            use_cache=True,
-        )  # (B, new) — with inputs_embeds only the generated ids are returned
+        beams, steps = num_beams or g.num_beams, max_new_tokens or g.max_new_tokens
+        check_context(self.lm, embeds.shape[1], steps)
+        if beams == 1 and supports_fast_greedy(self.lm):
+            out = greedy_generate(self.lm, embeds, mask, steps, eos)  # B lists of new token ids
+        else:
+            out = self.lm.generate(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                max_new_tokens=steps,
+                num_beams=beams,
+                do_sample=False,
+                eos_token_id=eos,
+                pad_token_id=self.tokenizer.pad_token_id,
+                use_cache=True,
+            ).cpu()  # (B, new) — with inputs_embeds only the generated ids are returned
         self.train(was_training)
-        texts = self.tokenizer.batch_decode(out.cpu(), skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
         return [t.strip() for t in texts]
 
     # ---------------------------------------------------------------- save / load
@@ -307,7 +342,7 @@ class MATS(nn.Module):
         directory = Path(directory)
         if not (directory / CONFIG).is_file() or not (directory / WEIGHTS).is_file():
             raise ModelError(f"{directory}: not a MATS model directory (needs {CONFIG} and {WEIGHTS})")
-        cfg = from_dict(ModelConfig, _read_json(directory / CONFIG), str(directory / CONFIG))
+        cfg = from_dict(ModelConfig, read_json_object(directory / CONFIG, ModelError), str(directory / CONFIG))
         if cfg.santa.mode != "noise_only" and not (directory / MEMORY).is_file():
             raise ModelError(
                 f"{directory / MEMORY}: missing; santa.mode is {cfg.santa.mode!r}, which needs the memory "
@@ -317,19 +352,25 @@ class MATS(nn.Module):
             lm_dir = Path(cfg.lm.path) if Path(cfg.lm.path).is_absolute() else directory / cfg.lm.path
             if (lm_dir / CONFIG).is_file():
                 _check_lm_config(lm_dir / CONFIG)
-        weights = _read_safetensors(directory / WEIGHTS)
+        weights = read_safetensors(directory / WEIGHTS, ModelError)
         try:
-            model = cls.build(cfg, base_dir=directory)
+            model = cls.build(cfg, base_dir=directory, empty=True)
         except (TypeError, KeyError, AttributeError) as err:  # a config value torch/transformers choke on
             raise ModelError(
                 f"{directory}: cannot build the model from its config ({type(err).__name__}: {err})"
             ) from None
-        model.load_trainable_state_dict(weights)
+        with naming(directory / WEIGHTS, ModelError, catch=(ModelError,)):
+            model.load_trainable_state_dict(weights)
         if (directory / MEMORY).is_file():
             try:
                 model.memory = load_memory(directory / MEMORY)
             except SantaError as err:
                 raise ModelError(str(err)) from None
+            if model.memory.entries.shape[1] != model.encoder.dim:  # else a SantaError at the first call
+                raise ModelError(
+                    f"{directory / MEMORY}: the memory's entries have dim {model.memory.entries.shape[1]}, "
+                    f"the encoder's embeddings dim {model.encoder.dim}: they do not belong together"
+                )
         model.eval()
         return model.place(device)
 
@@ -353,32 +394,27 @@ _LM_SIZE_KEYS = (
 )
 
 
+def check_context(lm: nn.Module, prompt_len: int, steps: int) -> None:
+    """ValueError unless a prompt of `prompt_len` positions and `steps` new tokens fit the LM's
+    context (its max_position_embeddings; GPT-2's n_positions): past it a learned position table
+    fails inside torch ("index out of range in self") once an answer runs that long."""
+    context = getattr(lm.config, "max_position_embeddings", None)
+    if isinstance(context, int) and prompt_len + steps > context:
+        raise ValueError(
+            f"max_new_tokens {steps} does not fit the LM's context of {context} positions after a prompt "
+            f"of {prompt_len}: at most {max(context - prompt_len, 0)} new tokens here"
+        )
+
+
 def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries of `state` under `prefix`, named without it."""
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: expected a JSON object")
-    return data
-
-
 def _check_lm_config(path: Path) -> None:
     """The LM's own config.json: valid JSON whose size fields are positive integers."""
-    data = _read_json(path)
+    data = read_json_object(path, ModelError)
     for key in _LM_SIZE_KEYS:
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ModelError(f"{path}: {key} must be a positive integer, got {value!r}")
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path))
-    except Exception as err:  # safetensors raises its own error types for a corrupt or cut file
-        raise ModelError(f"{path}: not a readable safetensors file ({err})") from None

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from mats import parallel
@@ -57,6 +57,7 @@ from mats.cache import (
     audio_embedder,
     audio_store,
     cached_rows,
+    check_cache_dir,
     embed_texts,
     text_embedder,
     text_store,
@@ -66,8 +67,9 @@ from mats.data.loading import iter_audio_records, iter_training_records
 from mats.data.records import TASKS, AudioTIARecord
 from mats.data.stream import Corpus, LazyMap, RecordFile, first_rows
 from mats.devices import attention_kernels, autocast, distributed_backend, grad_scaler, resolve_device, to_device
+from mats.files import load_torch, naming, read_safetensors
 from mats.lm import enable_gradient_checkpointing
-from mats.model import MATS, TokenizedPrompt, absolute_paths
+from mats.model import MATS, ModelError, TokenizedPrompt, absolute_paths
 from mats.noise import inject_noise_keyed, l2_normalize, noise_seed
 from mats.schedule import lr_at
 from mats.threads import torch_threads
@@ -286,20 +288,26 @@ def _full_training_state(model: MATS, optimizer) -> tuple[dict, dict]:
 
 def load_checkpoint(path: Path, model: MATS, optimizer, scheduler, d: Dist, scaler=None) -> int:
     # on the CPU first: the optimiser moves its state to its parameters' device when loading it
-    meta = torch.load(path / "optim.pt", map_location="cpu", weights_only=False)
+    meta = load_torch(path / "optim.pt", TrainError)
+    if not isinstance(meta, dict) or not {"world", "step", "optimizer", "scheduler"} <= meta.keys():
+        raise TrainError(f"{path / 'optim.pt'}: not readable (not the optimiser state `mats train` writes)")
     if meta["world"] != d.world:
         raise TrainError(f"{path}: written by {meta['world']} process(es), resuming with {d.world}")
-    weights = load_file(str(path / "trainable.safetensors"))
+    weights_file = path / "trainable.safetensors"
+    weights = read_safetensors(weights_file, TrainError)
+    with naming(weights_file, TrainError, catch=(ModelError,)):
+        if parallel.is_sharded(model):
+            parallel.load_full_trainable(model, weights)
+        else:
+            model.load_trainable_state_dict(weights)
     if parallel.is_sharded(model):
-        parallel.load_full_trainable(model, weights)
         parallel.load_full_optimizer_state(model, optimizer, meta["optimizer"])
     else:
-        model.load_trainable_state_dict(weights)
         optimizer.load_state_dict(meta["optimizer"])
     scheduler.load_state_dict(meta["scheduler"])
     if scaler is not None and "scaler" in meta:
         scaler.load_state_dict(meta["scaler"])
-    _set_rng_state(torch.load(path / f"rng_rank{d.rank}.pt", weights_only=False))
+    _set_rng_state(load_torch(path / f"rng_rank{d.rank}.pt", TrainError))
     return int(meta["step"])
 
 
@@ -456,10 +464,17 @@ def _training_data(run: RunConfig, d: Dist, progress: bool, spill_dir: Path | No
     computed into the cache where missing (the processes of a torchrun job share the work)."""
     from mats.encoders import build_encoder
 
+    if run.data.cache_dir is not None:
+        check_cache_dir(run.data.cache_dir)  # before the records are read
     encoder = build_encoder(run.model.encoder, device=d.device)
     data = _load_data(run, encoder, d, progress, spill_dir)
     if len(data.records) < run.train.batch_size:
-        raise TrainError(f"{len(data.records)} training records is fewer than one batch ({run.train.batch_size})")
+        key = "data.audio_train" if run.data.audio_sources() else "data.train"
+        files = run.data.audio_sources() or run.data.train
+        raise TrainError(
+            f"{key} {', '.join(files)}: {len(data.records)} training records, fewer than one batch "
+            f"(train.batch_size {run.train.batch_size})"
+        )
     return data
 
 
@@ -763,6 +778,7 @@ def fill_embedding_cache(run: RunConfig, progress: bool = True, chunk: int = CHU
         raise TrainError("data.cache_dir is not set: there is no cache to fill")
     # each process on its own device (train.device; auto: the GPU of its LOCAL_RANK)
     d = Dist(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")), resolve_device(run.train.device))
+    check_cache_dir(run.data.cache_dir)
     spill = Path(run.data.cache_dir)  # the records' unnamed file goes on the cache's disk
     spill.mkdir(parents=True, exist_ok=True)
     source = _data_source(run, build_encoder(run.model.encoder, device=d.device), spill, progress and d.main)
@@ -819,6 +835,7 @@ def _load_data(run: RunConfig, encoder, d: Dist, progress: bool, spill_dir: Path
         _barrier(d)
         source.store.refresh()  # the rows the other processes added
         emb = CachedRows(source.store, source.keys)
+        emb.check()  # rows that are not finite (a damaged shard) are named before training
     return TrainingData(records, encoder, emb, records.task_ids, first_rows(source.keys))
 
 

@@ -87,6 +87,52 @@ def test_batching_matches_one_at_a_time():
     )
 
 
+LONG_TEXTS = [
+    "loud " * 20_000,  # the hostile corpus's 100-kB text
+    "rain falls\non a tin roof\t" * 300,  # newlines and tabs inside the space-separated words
+    ("a dog barks " * 25) + "\x00\x01\x02 " * 200 + "then silence " * 40,  # words that give no tokens
+    "\x00 " * 500 + "one word at the end",  # nothing but such words before the limit
+    "犬が二回吠える 🐕 " * 100 + "x" * 5000,  # CJK split per character, one overlong word
+    "  spaces   between\u00a0words  " * 80,  # runs of spaces, a no-break space
+    "café déjà vu " * 60,  # accents a WordPiece normaliser strips
+    "short",
+    "",
+]
+
+
+@pytest.mark.parametrize("which", ["wordpiece", "byte-level bpe"])
+def test_long_texts_are_clipped_to_the_same_tokens(tiny, which):
+    """Clipping a long text before tokenising gives the ids truncating the whole text gives,
+    for a WordPiece tokenizer (tiny-clap's) and a byte-level BPE (LAION-CLAP's RoBERTa kind)."""
+    from types import SimpleNamespace
+
+    from mats.encoders.hf_clap import _head
+    from mats.lm import train_bpe
+
+    tok = tiny.tokenizer if which == "wordpiece" else train_bpe([t[:2000] for t in LONG_TEXTS] + TEXTS, 400)
+    encoder = SimpleNamespace(tokenizer=tok, max_text_tokens=tiny.max_text_tokens)
+    for texts in ([t] for t in LONG_TEXTS + TEXTS):
+        got = HFClapEncoder._tokenize(encoder, texts)
+        want = tok(texts, padding=True, truncation=True, max_length=tiny.max_text_tokens, return_tensors="pt")
+        assert torch.equal(got["input_ids"], want["input_ids"]), texts[0][:60]
+        assert torch.equal(got["attention_mask"], want["attention_mask"])
+    batch = LONG_TEXTS + TEXTS
+    got = HFClapEncoder._tokenize(encoder, batch)
+    want = tok(batch, padding=True, truncation=True, max_length=tiny.max_text_tokens, return_tensors="pt")
+    assert torch.equal(got["input_ids"], want["input_ids"])
+    assert len(_head("loud " * 200_000, tiny.max_text_tokens)) < 1000  # a megabyte is not tokenised whole
+
+
+def test_long_texts_embed_bit_for_bit_as_before(tiny):
+    """The embeddings of normal and long texts are those of the whole texts' tokens."""
+    texts = TEXTS + LONG_TEXTS
+    tokens = tiny.tokenizer(texts, padding=True, truncation=True, max_length=tiny.max_text_tokens, return_tensors="pt")
+    with torch.no_grad():
+        out = tiny.model.text_model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+        want = tiny.model.text_projection(out.pooler_output)
+    assert torch.equal(tiny.embed_text(texts), want)
+
+
 def test_fused_checkpoint_is_deterministic(tiny):
     """A fused CLAP's extractor marks one random clip per batch as "longer", which changes that
     clip's embedding; we pass is_longer = False, so identical windows embed identically."""

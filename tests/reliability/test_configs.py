@@ -191,20 +191,7 @@ def _write(cfg: Path, content, base: dict) -> None:
     cfg.write_bytes(content)
 
 
-# Cases that fail today in modules other helpers own; each reason says the fix.
-BUGS = {
-    "cache_dir_is_a_file": (
-        "mats.cache: data.cache_dir that is a file gives '[Errno 20] Not a directory: <dir>/<store>' after the "
-        "records are read; check it up front and name data.cache_dir"
-    ),
-}
-FILE_PARAMS = [
-    pytest.param(*c, id=c[0], marks=[pytest.mark.xfail(strict=True, reason=BUGS[c[0]])] if c[0] in BUGS else [])
-    for c in FILES
-]
-
-
-@pytest.mark.parametrize("case_id, content, expect", FILE_PARAMS)
+@pytest.mark.parametrize("case_id, content, expect", FILES, ids=[c[0] for c in FILES])
 def test_each_bad_config_file(train_base, tmp_path, case_id, content, expect):
     cfg = tmp_path / "run.yaml"
     _write(cfg, content, train_base)

@@ -211,20 +211,7 @@ def _write(tmp: Path, name: str, content: bytes | None) -> Path:
     return path
 
 
-# Cases that fail today in modules other helpers own; each reason says the fix.
-BUGS = {
-    "fewer_than_a_batch": (
-        "mats.train (data set-up): 'N training records is fewer than one batch' names neither data.train nor "
-        "its files; say f'data.train {run.data.train}: {n} training records, fewer than one batch (...)'"
-    ),
-}
-PARAMS = [
-    pytest.param(*c, id=c[0], marks=[pytest.mark.xfail(strict=True, reason=BUGS[c[0]])] if c[0] in BUGS else [])
-    for c in CASES
-]
-
-
-@pytest.mark.parametrize("case_id, name, content, spec, expect", PARAMS)
+@pytest.mark.parametrize("case_id, name, content, spec, expect", CASES, ids=[c[0] for c in CASES])
 def test_each_training_data_file(train_base, tmp_path, case_id, name, content, spec, expect):
     path = _write(tmp_path, name, content)
     cfg = tmp_path / "run.yaml"

@@ -91,28 +91,9 @@ CACHE_CASES = [
     ("cache_rows_nan", _nan_rows, ("not finite", "cache: a complete shard of NaN rows is used as is")),
     ("cache_store_is_a_file", _store_a_file, ("not a directory", "cache: the store path is a file")),
 ]
-CACHE_BUGS = {
-    "cache_rows_nan": (
-        "mats.cache.EmbeddingStore: rows are trusted as stored; a shard of NaN rows trains 3 steps at loss nan, "
-        "then fails in the Santa memory ('text_emb contains NaN or inf'), naming no file. Check np.isfinite on "
-        "the gathered rows and name the shard (or drop it and recompute)"
-    ),
-    "cache_store_is_a_file": (
-        "mats.cache.EmbeddingStore.__init__: root.mkdir on a path that is a file gives '[Errno 17] File exists' "
-        "without saying it is the cache; name data.cache_dir and the store"
-    ),
-}
 
 
-@pytest.mark.parametrize(
-    "case_id, spoil, error",
-    [
-        pytest.param(
-            *c, id=c[0], marks=[pytest.mark.xfail(strict=True, reason=CACHE_BUGS[c[0]])] if c[0] in CACHE_BUGS else []
-        )
-        for c in CACHE_CASES
-    ],
-)
+@pytest.mark.parametrize("case_id, spoil, error", CACHE_CASES, ids=[c[0] for c in CACHE_CASES])
 def test_a_spoiled_cache_is_recomputed_or_named(train_base, reference, tmp_path, case_id, spoil, error):
     cache, weights = reference
     shutil.copytree(cache, tmp_path / "cache")
@@ -220,24 +201,9 @@ RUN_CASES = [
     ),
     ("resume_missing_rng", ["--resume"], ("rng_rank0.pt", None), Refusal(("rng_rank0.pt",), "No such file")),
 ]
-RUN_BUGS = {
-    "resume_truncated_weights": (
-        "mats.train.load_checkpoint: safetensors' error on a torn trainable.safetensors is not caught; catch it "
-        "and raise TrainError naming the checkpoint file (or fall back to the previous checkpoint)"
-    ),
-    "resume_garbage_optimizer": "mats.train.load_checkpoint: torch.load's UnpicklingError on optim.pt: name the file",
-}
 
 
-@pytest.mark.parametrize(
-    "case_id, args, spoil, expect",
-    [
-        pytest.param(
-            *c, id=c[0], marks=[pytest.mark.xfail(strict=True, reason=RUN_BUGS[c[0]])] if c[0] in RUN_BUGS else []
-        )
-        for c in RUN_CASES
-    ],
-)
+@pytest.mark.parametrize("case_id, args, spoil, expect", RUN_CASES, ids=[c[0] for c in RUN_CASES])
 def test_each_run_directory_case(finished, tmp_path, case_id, args, spoil, expect):
     cfg, run = finished
     if spoil is not None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +144,29 @@ def place_encoder(encoder: AudioTextEncoder, device: torch.device | str | None =
     )
 
 
+# Threads that decode audio files while the encoder runs (soundfile and soxr release the GIL).
+DECODE_WORKERS = 4
+
+
+@contextmanager
+def _decoded(items: list, sample_rate: int, audio_cfg: AudioConfig) -> Iterator[Iterator[np.ndarray]]:
+    """Each item's windows (W, n), in order. Several items are decoded in worker threads, ahead
+    of the caller's encoder work; one item is decoded in the caller's thread (a worker would only
+    add its start-up). An AudioError comes at the bad item's turn; leaving the block cancels the
+    items not yet started."""
+    prepare = partial(prepare_audio, sample_rate=sample_rate, cfg=audio_cfg)
+    if len(items) < 2:
+        yield map(prepare, items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=min(DECODE_WORKERS, len(items)), thread_name_prefix="mats-decode")
+    try:
+        yield pool.map(prepare, items)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 @torch.no_grad()
 def embed_audio_items(
     encoder: AudioTextEncoder,
@@ -153,9 +178,11 @@ def embed_audio_items(
     """Embed audio items (paths or (array, sr) tuples): (B, D) raw embeddings.
 
     Each item is loaded and cut into windows (mats.audio.prepare_audio; AudioError propagates
-    and names the item). Windows of all items are streamed through the encoder `batch_size` at
-    a time, and each item's embedding is the MEAN OF ITS WINDOWS' RAW (unnormalised)
-    embeddings — one window under center_crop, several under mean_pool. Callers normalise.
+    and names the item), in worker threads ahead of the encoder. Windows of all items are
+    streamed through the encoder `batch_size` at a time, in item order (so the batches, and the
+    embeddings, do not depend on the threads), and each item's embedding is the MEAN OF ITS
+    WINDOWS' RAW (unnormalised) embeddings — one window under center_crop, several under
+    mean_pool. Callers normalise.
     """
     if batch_size < 1:
         raise EncoderError(f"batch_size must be at least 1, got {batch_size}")
@@ -169,11 +196,12 @@ def embed_audio_items(
         for (index, _), row in zip(batch, embeddings):
             per_item[index].append(row)
 
-    for index, item in enumerate(tqdm(items, desc="embedding audio", unit="clip", disable=not progress)):
-        windows = prepare_audio(item, encoder.sample_rate, audio_cfg)  # (W, n)
-        pending.extend((index, window) for window in windows)
-        while len(pending) >= batch_size:
-            flush(batch_size)
+    with _decoded(items, encoder.sample_rate, audio_cfg) as decoded:
+        bar = tqdm(decoded, total=len(items), desc="embedding audio", unit="clip", disable=not progress)
+        for index, windows in enumerate(bar):
+            pending.extend((index, window) for window in windows)  # windows (W, n)
+            while len(pending) >= batch_size:
+                flush(batch_size)
     if pending:
         flush(len(pending))
 

@@ -22,6 +22,7 @@ saves it so the hf-clap backend reloads it with identical embeddings.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from mats.config import EncoderConfig
 from mats.devices import to_device
 from mats.encoders import register_encoder, resolve_path
 from mats.encoders.base import EncoderError, check_texts, check_windows, freeze, state_fingerprint
+from mats.files import check_safetensors, check_tokenizer_files, naming, read_json, read_json_object
 
 FAMILY = "hf-clap"  # fingerprint family: tiny-clap and its export share fingerprints
 DEFAULT_BATCH_SIZE = 32
@@ -51,9 +53,6 @@ _EXTRACTOR_KEYS = (
     "truncation",
     "padding",
 )
-
-# Any one of these marks a saved tokenizer (fast tokenizer, BPE, WordPiece, SentencePiece).
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.model", "spiece.model")
 
 
 class HFClapEncoder:
@@ -143,12 +142,29 @@ class HFClapEncoder:
         return torch.cat(out) if out else torch.empty(0, self.dim)  # (B, D)
 
     def _embed_text_batch(self, texts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
-        )
+        tokens = self._tokenize(texts)
         ids, mask = (to_device(tokens[k], self.device) for k in ("input_ids", "attention_mask"))  # (b, L) each
         pooled = _pooled(self.model.text_model(input_ids=ids, attention_mask=mask))  # (b, H_text)
         return self.model.text_projection(pooled).float().cpu()  # (b, D)
+
+    def _tokenize(self, texts: list[str]) -> Any:
+        """The texts' token ids and mask (b, L), each cut to max_text_tokens.
+
+        A long text is clipped to its first words before tokenising (`_head`): tokenising a
+        megabyte to keep 77 tokens took seconds, and a training embeds each text in a batch of
+        copies. Exact: the clip ends before a space, where no tokenizer (WordPiece, byte-level
+        BPE, SentencePiece) lets a token span, so the clip's tokens begin the whole text's; a
+        clipped row that still fills max_text_tokens thus holds the very tokens truncating the
+        whole text keeps. A row that does not (words that give no tokens) is tokenised whole."""
+        limit = self.max_text_tokens
+        clips = [_head(t, limit) for t in texts]
+        kwargs = {"padding": True, "truncation": True, "max_length": limit, "return_tensors": "pt"}
+        tokens = self.tokenizer(clips, **kwargs)
+        filled = tokens["attention_mask"].sum(dim=1) >= limit  # (b,)
+        short = [len(c) < len(t) and not bool(f) for c, t, f in zip(clips, texts, filled)]
+        if any(short):
+            tokens = self.tokenizer([t if s else c for c, t, s in zip(clips, texts, short)], **kwargs)
+        return tokens
 
     # ---- identity
 
@@ -191,6 +207,18 @@ class TinyClapEncoder(HFClapEncoder):
         """Save into `directory`; the config reloads it through hf-clap with path=directory.name
         (relative: build_encoder(cfg, base_dir=directory.parent))."""
         return self.save(directory)
+
+
+def _head(text: str, words: int) -> str:
+    """`text` up to the end of its first `words` space-separated words (the whole text when it
+    has no more), cut before a space."""
+    for i, match in enumerate(_WORD.finditer(text)):
+        if i + 1 == words:
+            return text[: match.end()]
+    return text
+
+
+_WORD = re.compile(r"[^ ]+")
 
 
 def _pooled(output: Any) -> torch.Tensor:
@@ -238,34 +266,30 @@ def load_checkpoint(path: Path) -> tuple[Any, Any, Any]:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise EncoderError(f"{path}: not a CLAP checkpoint (no config.json)")
-    try:
-        model_type = json.loads(config_file.read_text()).get("model_type")
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise EncoderError(f"{path}: not a CLAP checkpoint (config.json unreadable: {err})") from None
+    model_type = read_json_object(config_file, EncoderError).get("model_type")
     if model_type != "clap":
         raise EncoderError(f"{path}: not a CLAP checkpoint (config.json model_type is {model_type!r}, expected 'clap')")
-    if not (path / "preprocessor_config.json").is_file():
+    extractor_file = path / "preprocessor_config.json"
+    if not extractor_file.is_file():
         raise EncoderError(f"{path}: CLAP checkpoint has no preprocessor_config.json (the feature extractor settings)")
-
-    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
-        # transformers 5 would silently build an empty RoBERTa tokenizer from config.json alone
-        raise EncoderError(f"{path}: CLAP checkpoint has no tokenizer files (one of {', '.join(_TOKENIZER_FILES)})")
+    read_json(extractor_file, EncoderError)
+    # transformers 5 would silently build an empty RoBERTa tokenizer from config.json alone
+    check_tokenizer_files(path, EncoderError, "CLAP checkpoint")
+    check_safetensors(path, EncoderError)  # the weights' headers: a cut or garbled file by name
 
     from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
 
-    try:
+    errors = (OSError, ValueError, RuntimeError, TypeError, KeyError)  # what the loaders raise on bad settings
+    with naming(path, EncoderError, "could not load the CLAP model", catch=errors):
         model, info = ClapModel.from_pretrained(path, local_files_only=True, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
-        raise EncoderError(f"{path}: could not load the CLAP model ({err})") from None
     missing = list(info.get("missing_keys") or [])
     if missing:
         # a partial load would leave random weights in place silently
         raise EncoderError(f"{path}: CLAP weights incomplete, {len(missing)} missing, e.g. {missing[:3]}")
-    try:
+    with naming(extractor_file, EncoderError, "not a CLAP feature extractor's settings", catch=errors):
         extractor = ClapFeatureExtractor.from_pretrained(path, local_files_only=True)
+    with naming(path, EncoderError, "could not load the CLAP tokenizer", catch=errors):
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
-        raise EncoderError(f"{path}: could not load the CLAP feature extractor or tokenizer ({err})") from None
     vocab_size = model.config.text_config.vocab_size
     if len(tokenizer) > vocab_size:
         raise EncoderError(
