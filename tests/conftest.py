@@ -76,3 +76,21 @@ def write_tone(path: Path, freq: float, seconds: float = 1.0, sr: int = 16000) -
 def wav_file(tmp_path) -> Path:
     """One second of a 440 Hz tone at 16 kHz."""
     return write_tone(tmp_path / "tone.wav", 440)
+
+
+# the width of the small aisfx network in tests/fixtures/aisfx (make_reference.py made it)
+TINY_AISFX_WIDTH = 2
+
+
+@pytest.fixture(scope="session")
+def aisfx_weights(tmp_path_factory) -> Path:
+    """A width-2 aisfx weights file as scripts/convert_aisfx.py writes them."""
+    from safetensors.torch import load_file, save_file
+
+    from mats.encoders import aisfx_net
+
+    fixture = ROOT / "tests" / "fixtures" / "aisfx" / "tiny_checkpoint.safetensors"
+    path = tmp_path_factory.mktemp("aisfx") / "aisfx.safetensors"
+    state = aisfx_net.embedding_state(load_file(fixture), aisfx_net.AisfxConfig(width=TINY_AISFX_WIDTH))
+    save_file(state, str(path), metadata={"format": aisfx_net.FORMAT})
+    return path

@@ -21,7 +21,12 @@ text-to-audio R@10 (R@10 alone when there are no labels).
 Cost model: the frozen MiniLM embeds each distinct caption once (cached on disk by mats.cache) and
 each clip's log-mel is computed once (cached on disk keyed by the file's bytes and the mel
 settings); a step then only runs the audio tower on augmented crops of cached log-mels and the
-text projection on cached sentence embeddings. Augmentation works on log-mels (where gain, EQ and
+text projection on cached sentence embeddings. With the aisfx tower (arch.audio_tower "aisfx" or
+"both"), the frozen aisfx network embeds each clip once whole and each training clip as
+`aisfx_views` augmented crops of the wave (mats_lab.aisfx_views, cached); a step draws one of a
+clip's embeddings and trains the head (and, with "both", the scratch tower beside it). Fine-tuning
+the network's last block (arch.aisfx_finetune_last_block) runs it on fresh crops every step
+instead (aisfx_views.LiveViews): GPU work. Augmentation works on log-mels (where gain, EQ and
 mixing are cheap additions): time-stretch crop, pitch shift (a shift along the mel axis), another
 clip of the batch mixed in as quiet background, gain, a smooth random EQ curve, added stationary
 noise, and SpecAugment-style masks.
@@ -35,9 +40,10 @@ import json
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -50,11 +56,20 @@ from mats.config import AudioConfig, EncoderConfig
 from mats.data.instructions import ZERO_SHOT_PROMPT
 from mats.data.records import RecordError, read_bench, read_jsonl
 from mats.encoders import build_encoder, embed_audio_items
-from mats.encoders.mini import MiniClap, MiniClapArch, MiniClapEncoder, MiniLMTower, save_mini_clap
+from mats.encoders.mini import (
+    MiniClap,
+    MiniClapArch,
+    MiniClapEncoder,
+    MiniLMTower,
+    load_pretrained_aisfx,
+    save_mini_clap,
+)
 from mats.schedule import lr_at
 from mats.threads import torch_threads
+from mats_lab.aisfx_views import LiveViews, aisfx_bank
 
 LN10_OVER_10 = math.log(10.0) / 10.0  # dB -> natural-log power units
+SOUNDWORLD_PAIRS = ("train.jsonl", "val.jsonl")  # SoundWorld's (audio, caption) files under clap/
 
 
 class ClapTrainError(ValueError):
@@ -97,9 +112,15 @@ class MiniClapTrainConfig:
     prompt: str = ZERO_SHOT_PROMPT  # zero-shot class prompt; `{label}` is replaced; label captions train this form
     label_captions: bool = True  # also pair each training clip with the prompt of its sources' labels
     manifest: str | None = None  # recording labels; default: ../manifest.json beside the first pairs file
-    cache_dir: str | None = "~/.cache/mats/mini_clap"  # log-mel and sentence caches; None: no cache
+    cache_dir: str | None = "~/.cache/mats/mini_clap"  # log-mel, aisfx and sentence caches; None: no cache
     seed: int = 0
     num_threads: int | None = None
+    # the aisfx tower (arch.audio_tower "aisfx" or "both"; unused by "scratch"):
+    aisfx_weights: str = "~/.cache/mats/aisfx/aisfx_embedding.safetensors"  # scripts/convert_aisfx.py's output
+    aisfx_views: int = 4  # augmented crops per training clip, embedded once (mats_lab.aisfx_views)
+    aisfx_precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # of the frozen network embedding them
+    aisfx_batch_size: int = 64  # aisfx blocks per forward pass when embedding
+    aisfx_finetune_lr_scale: float = 0.1  # the fine-tuned last block's learning rate, relative to lr
 
 
 @dataclass
@@ -432,10 +453,13 @@ def _label_caption(clip: Clip, labels: dict[str, str], cfg: MiniClapTrainConfig)
 
 
 @torch.no_grad()
-def _ema_update(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+def _ema_update(averaged: torch.nn.Module, model: torch.nn.Module, decay: float, skip: set[str] = frozenset()) -> None:
     """averaged <- decay * averaged + (1 - decay) * model, over parameters and float buffers
-    (BatchNorm statistics); integer buffers are copied."""
-    for avg, new in zip(averaged.state_dict().values(), model.state_dict().values()):
+    (BatchNorm statistics); integer buffers are copied. Keys in `skip` (frozen weights, equal in
+    both) are left alone: averaging equal values could still move their last bits."""
+    for key, avg, new in zip(averaged.state_dict(), averaged.state_dict().values(), model.state_dict().values()):
+        if key in skip:
+            continue
         if avg.is_floating_point():
             avg.mul_(decay).add_(new, alpha=1 - decay)
         else:
@@ -444,7 +468,10 @@ def _ema_update(averaged: torch.nn.Module, model: torch.nn.Module, decay: float)
 
 @dataclass
 class _Validation:
-    mels: list[torch.Tensor]  # whole clips
+    mels: list[torch.Tensor] | None  # whole clips (the scratch tower)
+    # (V, 512) whole clips' aisfx embeddings (the aisfx tower), or what computes them for a model
+    # (a fine-tuned last block changes them)
+    aisfx: torch.Tensor | Callable[[MiniClap], torch.Tensor] | None
     caption_rows: list[int]  # sentence-embedding row of each query caption
     caption_targets: list[int]  # validation clip of each query caption
     class_clips: list[int]  # validation clips with one labelled source
@@ -456,7 +483,12 @@ class _Validation:
 def _validate(model: MiniClap, val: _Validation, sentences: torch.Tensor) -> dict[str, float]:
     was_training = model.training
     model.eval()
-    audio = torch.cat([model.encode_mels(m.float()[None]) for m in val.mels])  # (V, D)
+    aisfx = val.aisfx(model) if callable(val.aisfx) else val.aisfx  # (V, 512) or None
+    if val.mels is None:
+        audio = model.encode(aisfx=aisfx)  # (V, D)
+    else:
+        aisfx = [None] * len(val.mels) if aisfx is None else aisfx[:, None]  # (V, 1, 512)
+        audio = torch.cat([model.encode(m.float()[None], a) for m, a in zip(val.mels, aisfx)])  # (V, D)
     recalls = retrieval_recall(model.encode_sentences(sentences[val.caption_rows]), audio, val.caption_targets)
     out = {"val_t2a_R@1": recalls[1], "val_t2a_R@10": recalls[10], "val_chance_R@10": min(10, len(audio)) / len(audio)}
     if val.class_clips:
@@ -510,7 +542,27 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
 
     torch.manual_seed(cfg.seed)
     model = MiniClap(cfg.arch)
-    mels = compute_mels([c.audio for c in clips], model, cache_dir, progress)
+    bank = None  # (N, 1 + aisfx_views, 512): each clip's aisfx embeddings, whole then augmented crops
+    live = None  # or fresh ones each step, when the last block trains
+    if cfg.arch.uses_aisfx:
+        load_pretrained_aisfx(model, cfg.aisfx_weights)
+    if cfg.arch.aisfx_finetune_last_block:
+        live = LiveViews([c.audio for c in clips], train_idx, model, cfg.augment, cfg.crop_seconds, cfg.seed)
+    elif cfg.arch.uses_aisfx:
+        bank = aisfx_bank(
+            [c.audio for c in clips],
+            train_idx,
+            model,
+            cfg.augment,
+            cfg.aisfx_views,
+            cfg.crop_seconds,
+            cfg.seed,
+            cache_dir,
+            cfg.aisfx_precision,
+            cfg.aisfx_batch_size,
+            progress,
+        )
+    mels = compute_mels([c.audio for c in clips], model, cache_dir, progress) if cfg.arch.uses_scratch else None
 
     vocab = sorted({labels[r] for c in clips for r in c.sources if r in labels})
     prompts = [cfg.prompt.format(label=label) for label in vocab]
@@ -531,7 +583,8 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
     val_pos = {clip: i for i, clip in enumerate(val_idx)}
     single = [i for i in val_idx if len(clips[i].sources) == 1 and clips[i].sources[0] in labels]
     val = _Validation(
-        mels=[mels[i] for i in val_idx],
+        mels=None if mels is None else [mels[i] for i in val_idx],
+        aisfx=bank[val_idx, 0] if bank is not None else None if live is None else lambda m: live.whole(m, val_idx),
         caption_rows=[text_row[cap] for i in val_idx for cap in clips[i].captions],
         caption_targets=[val_pos[i] for i in val_idx for _ in clips[i].captions],
         class_clips=[val_pos[i] for i in single],
@@ -540,13 +593,20 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
     )
 
     # ---- optimisation
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
-    )
+    # new weights; the frozen aisfx network is not trained, its fine-tuned last block gently
+    trained = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("aisfx.")]
+    tuned = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("aisfx.")]
+    groups = [
+        {"params": [p for p in trained if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in trained if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    if tuned:  # no weight decay: it would pull pretrained weights towards zero, not towards aisfx's
+        groups.append({"params": tuned, "weight_decay": 0.0, "lr_scale": cfg.aisfx_finetune_lr_scale})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
+    view_rng = np.random.default_rng([cfg.seed, 5501])  # which aisfx view each clip shows: its own stream
+    frozen = model.frozen_keys()
     frames = int(round(cfg.crop_seconds * cfg.arch.mel.sample_rate)) // cfg.arch.mel.hop_length + 1
     order: list[int] = []
     best: dict[str, Any] = {"val_score": -1.0}
@@ -566,25 +626,31 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
             captions = [train_captions[i][rng.integers(len(train_captions[i]))] for i in batch]
             rows = torch.tensor([text_row[c] for c in captions])  # (B,)
 
-            x = crop_batch(
-                [mels[i] for i in batch], frames, cfg.augment.stretch if cfg.augment.enabled else 0.0, generator
-            )
-            if cfg.augment.enabled:
-                x = augment_mels(x, cfg.augment, generator)  # (B, M, T)
+            x = a = None
+            if mels is not None:
+                x = crop_batch(
+                    [mels[i] for i in batch], frames, cfg.augment.stretch if cfg.augment.enabled else 0.0, generator
+                )
+                if cfg.augment.enabled:
+                    x = augment_mels(x, cfg.augment, generator)  # (B, M, T)
+            if bank is not None:
+                a = bank[batch, view_rng.integers(0, bank.shape[1], len(batch))]  # (B, 512)
+            elif live is not None:
+                a = live.views(batch)  # (B, 512), through the trained last block
             positives = rows[:, None] == rows[None, :]  # (B, B): the diagonal and shared captions
             loss = contrastive_loss(
-                model.encode_mels(x), model.encode_sentences(sentences[rows]), model.logit_scale, positives
+                model.encode(x, a), model.encode_sentences(sentences[rows]), model.logit_scale, positives
             )
 
             lr = lr_at(step, cfg.warmup_steps, cfg.steps, "cosine", peak=cfg.lr)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
             if cfg.ema > 0:
-                _ema_update(averaged, model, min(cfg.ema, (1 + step) / (10 + step)))
+                _ema_update(averaged, model, min(cfg.ema, (1 + step) / (10 + step)), frozen)
 
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
                 record = {
@@ -636,12 +702,16 @@ def train_on_soundworld(
     audio_cfg: AudioConfig | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """train_mini_clap on every DIR/clap/*.jsonl, then evaluate_soundworld on DIR/bench (recordings
-    never used in training). Writes out/bench_metrics.json; returns {"train": ..., "bench": ...}."""
+    """train_mini_clap on SoundWorld's pairs (DIR/clap/train.jsonl and val.jsonl), then
+    evaluate_soundworld on DIR/bench (recordings never used in training). Writes
+    out/bench_metrics.json; returns {"train": ..., "bench": ...}."""
     data_dir = Path(data_dir)
-    pairs = sorted((data_dir / "clap").glob("*.jsonl"))
+    # by name: clap/ also holds tasks.jsonl (the audio twin's records), which are not pairs
+    pairs = [p for p in (data_dir / "clap" / name for name in SOUNDWORLD_PAIRS) if p.is_file()]
     if not pairs:
-        raise ClapTrainError(f"{data_dir}: no clap/*.jsonl pairs files (build SoundWorld with `mats data build`)")
+        raise ClapTrainError(
+            f"{data_dir}: no clap/{{{','.join(SOUNDWORLD_PAIRS)}}} pairs files (build SoundWorld with `mats data build`)"
+        )
     summary = train_mini_clap(pairs, out, cfg, progress)
     encoder = build_encoder(EncoderConfig(backend="mini", path=str(Path(out).resolve())))
     prompt = (cfg or MiniClapTrainConfig()).prompt

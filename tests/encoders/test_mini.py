@@ -1,17 +1,24 @@
-"""mini-CLAP backend: log-mel against numpy, shapes, frozen weights, export round trip, errors."""
+"""mini-CLAP backend: log-mel against numpy, shapes, frozen weights, export round trip, errors;
+the aisfx and both audio towers (a width-2 aisfx network from tests/fixtures/aisfx)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_AISFX_WIDTH
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from mats.config import EncoderConfig
-from mats.encoders import EncoderError, build_encoder
+from mats.config import ConfigError, EncoderConfig, from_dict
+from mats.encoders import EncoderError, aisfx_net, build_encoder
 from mats.encoders.base import AudioTextEncoder
 from mats.encoders.mini import (
+    AISFX_FIELDS,
     CONFIG_FILE,
     WEIGHTS_FILE,
     LogMel,
@@ -19,7 +26,12 @@ from mats.encoders.mini import (
     MiniClap,
     MiniClapArch,
     MiniClapEncoder,
+    aisfx_waves,
+    arch_dict,
+    load_mini_clap,
+    load_pretrained_aisfx,
     mel_filterbank,
+    save_mini_clap,
 )
 
 SR = 16000
@@ -196,3 +208,121 @@ def test_batch_size_option(tmp_path):
     cfg = MiniClapEncoder(tiny_model(), batch_size=4).export(tmp_path / "clap")
     assert cfg.options == {"batch_size": 4}
     assert build_encoder(cfg, base_dir=tmp_path).batch_size == 4
+
+
+# ---- the aisfx tower ("aisfx", "both")
+
+TINY_AISFX = aisfx_net.AisfxConfig(width=TINY_AISFX_WIDTH)
+
+
+def aisfx_model(tower: str, weights: Path, seed: int = 0, **over) -> MiniClap:
+    torch.manual_seed(seed)
+    arch = replace(TINY, audio_tower=tower, aisfx=TINY_AISFX, aisfx_head_hidden=12, **over)
+    return load_pretrained_aisfx(MiniClap(arch), weights)
+
+
+def test_scratch_architecture_is_saved_and_fingerprinted_as_before():
+    """The aisfx fields stay out of a scratch model's mini_clap.json and fingerprint, so models
+    saved before they existed load and fingerprint as they did (the shipped encoder's test)."""
+    saved = arch_dict(MiniClapArch())
+    assert not set(AISFX_FIELDS) & set(saved)
+    assert from_dict(MiniClapArch, saved) == MiniClapArch()
+    assert set(AISFX_FIELDS) <= set(arch_dict(MiniClapArch(audio_tower="both")))
+    assert not any(n.startswith("aisfx") for n in tiny_model().state_dict())
+    with pytest.raises(ConfigError, match="arch.audio_tower"):
+        from_dict(MiniClapArch, {"audio_tower": "pretrained"}, prefix="arch")
+    with pytest.raises(EncoderError, match="aisfx_finetune_last_block needs"):
+        MiniClap(replace(TINY, aisfx_finetune_last_block=True))
+    with pytest.raises(EncoderError, match="aisfx_hop_frames"):
+        MiniClap(replace(TINY, audio_tower="aisfx", aisfx_hop_frames=0))
+
+
+@pytest.mark.parametrize("tower", ["aisfx", "both"])
+def test_aisfx_towers_embed_save_and_load(tower, aisfx_weights, tmp_path):
+    model = aisfx_model(tower, aisfx_weights)
+    encoder = MiniClapEncoder(model)
+    assert encoder.sample_rate == SR  # the aisfx tower resamples inside: input stays 16 kHz
+    windows = noise_windows(3, 1.0)
+    audio = encoder.embed_audio(windows)
+    assert audio.shape == (3, 16) and torch.isfinite(audio).all()
+
+    # what embed_audio computes, step by step: 44.1-kHz windows -> aisfx blocks -> mean -> head
+    with torch.no_grad():
+        up = aisfx_waves(windows, SR)
+        assert len(up[0]) == round(1.0 * aisfx_net.SAMPLE_RATE)
+        pooled = aisfx_net.embed_clips(model.aisfx, up)  # (3, 512 / 32)
+        if tower == "aisfx":
+            want = model.aisfx_head(pooled)
+        else:
+            scratch = model.audio_tower(model.log_mel(torch.from_numpy(windows)))
+            want = model.audio_proj(torch.cat([model.scratch_norm(scratch), model.aisfx_norm(pooled)], -1))
+    torch.testing.assert_close(audio, want)
+
+    cfg = encoder.export(tmp_path / "clap")
+    with safe_open(str(tmp_path / "clap" / WEIGHTS_FILE), framework="pt") as f:
+        dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118
+    # the pretrained weights travel in float16 (exactly: they were rounded when loaded), the rest fp32
+    assert {d for k, d in dtypes.items() if k.startswith("aisfx.") and "num_batches" not in k} == {"F16"}
+    assert {d for k, d in dtypes.items() if not k.startswith("aisfx.") and "num_batches" not in k} == {"F32"}
+    meta = json.loads((tmp_path / "clap" / CONFIG_FILE).read_text())
+    assert meta["arch"]["audio_tower"] == tower and meta["arch"]["aisfx"] == {"width": 2, "pool": "max"}
+    loaded = build_encoder(cfg, base_dir=tmp_path)
+    assert torch.equal(loaded.embed_audio(windows), audio)
+    assert loaded.fingerprint() == encoder.fingerprint()
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+
+    # bf16 weights: the aisfx network runs under autocast, its front end stays fp32
+    half = build_encoder(cfg, base_dir=tmp_path).to(dtype=torch.bfloat16)
+    assert half.model.aisfx.log_mel.filterbank.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(half.embed_audio(windows), audio).min() > 0.99
+
+
+def test_pretrained_aisfx_is_rounded_frozen_and_stays_in_eval(aisfx_weights):
+    model = aisfx_model("aisfx", aisfx_weights)
+    original = aisfx_net.load_aisfx(aisfx_weights, TINY_AISFX).net.state_dict()
+    for key, value in model.aisfx.net.state_dict().items():
+        if value.is_floating_point():
+            assert torch.equal(value, original[key].half().float()), key
+    assert not any(p.requires_grad for p in model.aisfx.parameters())
+    assert all(p.requires_grad for n, p in model.named_parameters() if not n.startswith("aisfx."))
+    model.train()
+    assert model.aisfx_head.training and not any(m.training for m in model.aisfx.modules())
+    assert model.frozen_keys() == {k for k in model.state_dict() if k.startswith("aisfx.")}
+    # fine-tuning the last block: its weights train, the rest stays frozen
+    tuned = aisfx_model("aisfx", aisfx_weights, aisfx_finetune_last_block=True)
+    trained = {n for n, p in tuned.aisfx.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith("net.conv_block4.") for n in trained)
+    assert not {f"aisfx.{n}" for n in trained} & tuned.frozen_keys()
+
+
+def test_pool_aisfx_is_embed_aisfx_with_gradients_into_the_last_block(aisfx_weights):
+    model = aisfx_model("aisfx", aisfx_weights, aisfx_finetune_last_block=True)
+    waves = [noise_windows(1, 1.0)[0], noise_windows(1, 2.5, seed=1)[0]]
+    pooled = model.pool_aisfx(waves)  # (2, 16)
+    torch.testing.assert_close(pooled, model.embed_aisfx(waves), atol=1e-6, rtol=1e-5)
+    pooled.sum().backward()
+    grads = {n: p.grad for n, p in model.aisfx.net.named_parameters() if p.grad is not None}
+    assert grads and all(n.startswith("conv_block4.") for n in grads)
+
+
+def test_encode_checks_its_inputs(aisfx_weights):
+    model = aisfx_model("both", aisfx_weights)
+    with pytest.raises(EncoderError, match="log-mels and aisfx embeddings"):
+        model.encode(aisfx=torch.zeros(2, TINY_AISFX.embed_dim))
+    with pytest.raises(EncoderError, match="log-mels only"):
+        tiny_model().encode(torch.zeros(2, 32, 50), torch.zeros(2, 16))
+
+
+def test_aisfx_weight_errors_name_what_is_missing(aisfx_weights, tmp_path):
+    with pytest.raises(EncoderError, match="aisfx weights not found; write them with scripts/convert_aisfx.py"):
+        aisfx_model("aisfx", tmp_path / "nowhere.safetensors")
+    with pytest.raises(EncoderError, match="has no aisfx tower"):
+        load_pretrained_aisfx(tiny_model(), aisfx_weights)
+    # a saved aisfx model whose weights file lacks the pretrained network
+    model = aisfx_model("aisfx", aisfx_weights)
+    save_mini_clap(model, tmp_path / "clap")
+    state = load_file(tmp_path / "clap" / WEIGHTS_FILE)
+    save_file({k: v for k, v in state.items() if not k.startswith("aisfx.")}, str(tmp_path / "clap" / WEIGHTS_FILE))
+    with pytest.raises(EncoderError, match=r"no aisfx network weights \(aisfx\.\*\), which audio_tower 'aisfx'"):
+        load_mini_clap(tmp_path / "clap")

