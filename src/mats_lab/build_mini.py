@@ -29,6 +29,8 @@ import argparse
 import json
 import multiprocessing
 import shutil
+import subprocess
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -138,6 +140,15 @@ def pick_demo_clip(data: Path) -> Path:
     return Path(rows[0]["audio"])
 
 
+def ensure_aisfx_weights(path: Path) -> None:
+    """Write aisfx's pretrained weights to `path` with scripts/convert_aisfx.py (it fetches the
+    wheel with pip) unless they are there: the aisfx tower trains from them."""
+    if path.is_file():
+        return
+    script = Path(__file__).resolve().parents[2] / "scripts" / "convert_aisfx.py"
+    subprocess.run([sys.executable, str(script), "--out", str(path)], check=True)
+
+
 def run_stage(stage: str, paths: BuildPaths) -> dict:
     """Build one stage's output; returns its figures for build.json."""
     work, data = paths.work, paths.data
@@ -149,12 +160,10 @@ def run_stage(stage: str, paths: BuildPaths) -> dict:
         from mats.config import load_config, load_yaml
         from mats_lab.clap_train import MiniClapTrainConfig, train_on_soundworld
 
-        return train_on_soundworld(
-            data,
-            work / "clap",
-            load_yaml(MiniClapTrainConfig, paths.clap_config),
-            audio_cfg=load_config(paths.preset).model.audio,
-        )
+        cfg = load_yaml(MiniClapTrainConfig, paths.clap_config)
+        if cfg.arch.uses_aisfx:
+            ensure_aisfx_weights(Path(cfg.aisfx_weights).expanduser())
+        return train_on_soundworld(data, work / "clap", cfg, audio_cfg=load_config(paths.preset).model.audio)
     if stage == "embed":
         from mats.train import fill_embedding_cache
 

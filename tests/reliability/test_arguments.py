@@ -196,6 +196,11 @@ CASES = [
         ["eval", "--bench", "{tmp}/bench.jsonl", "--santa", "beta=1", "--model", "{model}"],
         Refusal(("beta",), "unknown override"),
     ),
+    (
+        "eval_empty_question",  # refused when the file is read, naming its line, not midway
+        ["eval", "--bench", "{tmp}/aqa.jsonl", "--model", "{model}"],
+        Refusal(("aqa.jsonl:2",), "empty question"),
+    ),
     ("eval_ok", ["eval", "--bench", "{tmp}/bench.jsonl", "--model", "{model}", "--json"], Answer()),
     (
         "sigma_missing_pairs",
@@ -238,6 +243,8 @@ def places(tmp_path, tiny) -> dict[str, str]:
     (tmp_path / "empty").mkdir()
     bench = {"audio": str(wav), "task": "classification", "label": "dog", "labels": ["dog", "rain"]}
     (tmp_path / "bench.jsonl").write_text(json.dumps(bench) + "\n")
+    aqa = [{"audio": str(wav), "task": "aqa", "question": q, "answer": "yes"} for q in ("Is it loud?", "  ")]
+    (tmp_path / "aqa.jsonl").write_text("".join(json.dumps(row) + "\n" for row in aqa))
     pair = {"audio": str(wav), "caption": "a tone"}
     (tmp_path / "good_pairs.jsonl").write_text(json.dumps(pair) + "\n")
     (tmp_path / "empty.jsonl").write_text("")

@@ -170,6 +170,9 @@ def validate_bench_line(obj: dict[str, Any], where: str = "") -> dict[str, Any]:
     missing = [k for k in BENCH_FIELDS[task] if k not in obj]
     if missing:
         raise RecordError(f"{where}: {task} line lacks {missing}")
+    if "question" in BENCH_FIELDS[task] and not (isinstance(obj["question"], str) and obj["question"].strip()):
+        # caught here, naming the line, rather than by the model midway through an evaluation
+        raise RecordError(f"{where}: {task} line has an empty question (got {obj['question']!r})")
     return obj
 
 
