@@ -207,20 +207,15 @@ def aisfx_bank(
         return torch.cat(out)  # (len(chunk), 512)
 
     dim = arch.aisfx.embed_dim
-    net = model.aisfx.net
-    net.to(memory_format=torch.channels_last)  # ~2x faster convolutions here (oneDNN); undone below
-    try:
-        if cache_dir is None:
-            with tqdm(total=len(items), desc="aisfx views", disable=not progress) as bar:
-                rows = compute(items, bar)
-        else:
-            tower = state_fingerprint("aisfx", model.aisfx.net, precision.encode())[:24]
-            store = EmbeddingStore(Path(cache_dir) / f"aisfx-{tower}", dim)
-            cached_rows(store, keys_arr, items, compute, progress=progress, desc="aisfx views", chunk=SHARD_ROWS)
-            shard, row = store.locate(keys_arr)
-            rows = torch.from_numpy(store.gather(shard, row))
-    finally:
-        net.to(memory_format=torch.contiguous_format)
+    if cache_dir is None:
+        with tqdm(total=len(items), desc="aisfx views", disable=not progress) as bar:
+            rows = compute(items, bar)
+    else:
+        tower = state_fingerprint("aisfx", model.aisfx.net, precision.encode())[:24]
+        store = EmbeddingStore(Path(cache_dir) / f"aisfx-{tower}", dim)
+        cached_rows(store, keys_arr, items, compute, progress=progress, desc="aisfx views", chunk=SHARD_ROWS)
+        shard, row = store.locate(keys_arr)
+        rows = torch.from_numpy(store.gather(shard, row))
     bank = rows[: len(paths), None].repeat(1, 1 + views, 1)  # (N, 1 + views, 512): row 0 everywhere
     if views:
         bank[train, 1:] = rows[len(paths) :].reshape(len(train), views, dim)

@@ -160,6 +160,10 @@ def test_channels_last_gives_the_same_embeddings(tiny_net):
     cl = cl.eval().to(memory_format=torch.channels_last)
     with torch.no_grad():
         torch.testing.assert_close(cl(x), tiny_net(x), atol=1e-5, rtol=1e-5)
+    # the tower holds its network in that layout, and loading weights keeps it
+    tower = A.AisfxTower(TINY)
+    tower.net.load_state_dict(tiny_net.state_dict())
+    assert tower.net.conv_block1.conv1.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_embedding_state_is_strict_and_names_keys():
