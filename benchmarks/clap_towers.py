@@ -4,7 +4,7 @@
         [--config configs/mini/clap.yaml] [--out runs/towers] [--set aisfx_views=1 ...]
 
 Each (tower, seed) trains mini-CLAP with configs/mini/clap.yaml changed only in arch.audio_tower,
-seed and the --set fields (mats_lab.clap_train.train_on_soundworld), into OUT/TOWER-sSEED/; a run
+seed and the --set fields (data_seed stays: every run validates on the same held-out recordings) (mats_lab.clap_train.train_on_soundworld), into OUT/TOWER-sSEED/; a run
 whose bench_metrics.json exists is read, not trained again (an interrupted comparison goes on).
 
 The choice is made by a rule fixed before any of these runs was looked at (issue 18):

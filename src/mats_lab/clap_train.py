@@ -113,7 +113,10 @@ class MiniClapTrainConfig:
     label_captions: bool = True  # also pair each training clip with the prompt of its sources' labels
     manifest: str | None = None  # recording labels; default: ../manifest.json beside the first pairs file
     cache_dir: str | None = "~/.cache/mats/mini_clap"  # log-mel, aisfx and sentence caches; None: no cache
-    seed: int = 0
+    seed: int = 0  # the model's initialisation, batch order, crops and augmentation draws
+    # the held-out validation recordings and the cached aisfx views: fixed while `seed` varies, so
+    # seeds are compared on the same validation clips (and reuse the embedded views)
+    data_seed: int = 0
     num_threads: int | None = None
     # the aisfx tower (arch.audio_tower "aisfx" or "both"; unused by "scratch"):
     aisfx_weights: str = "~/.cache/mats/aisfx/aisfx_embedding.safetensors"  # scripts/convert_aisfx.py's output
@@ -508,8 +511,8 @@ def train_mini_clap(
     """Train mini-CLAP on the pairs files; write `out/` (mini_clap.json + .safetensors: loadable
     with build_encoder(EncoderConfig(backend="mini", path=str(out)))), out/metrics.jsonl (one line
     per validation), out/train_config.json and out/split.json (held-out recordings). Returns the
-    summary (best step, its validation figures, sizes, seconds). Deterministic for cfg.seed; the
-    caller's torch random state and thread count are left as they were."""
+    summary (best step, its validation figures, sizes, seconds). Deterministic for cfg.seed and
+    cfg.data_seed; the caller's torch random state and thread count are left as they were."""
     cfg = cfg or MiniClapTrainConfig()
     with torch.random.fork_rng(devices=[]), torch_threads(cfg.num_threads):
         return _train(pairs, out, cfg, progress)
@@ -532,7 +535,7 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
     clips = read_clips(pairs)
     manifest = Path(cfg.manifest) if cfg.manifest else pairs[0].resolve().parent.parent / "manifest.json"
     labels = read_labels(manifest)
-    train_idx, val_idx, held = split_by_recording(clips, labels, cfg.val_fraction, cfg.val_max_per_label, cfg.seed)
+    train_idx, val_idx, held = split_by_recording(clips, labels, cfg.val_fraction, cfg.val_max_per_label, cfg.data_seed)
     if len(train_idx) < cfg.batch_size:
         raise ClapTrainError(
             f"{len(train_idx)} training clips after the validation split; need at least batch_size={cfg.batch_size}"
@@ -556,7 +559,7 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
             cfg.augment,
             cfg.aisfx_views,
             cfg.crop_seconds,
-            cfg.seed,
+            cfg.data_seed,
             cache_dir,
             cfg.aisfx_precision,
             cfg.aisfx_batch_size,

@@ -338,6 +338,11 @@ def test_training_is_deterministic(world, trained, tmp_path):
         pairs(world), tmp_path / "c", tiny_cfg(out.parent, steps=6, eval_every=3, seed=1), progress=False
     )
     assert other["fingerprint"] != first["fingerprint"]
+    # another seed validates on the same held-out recordings; another data_seed on others
+    split = json.loads((tmp_path / "a" / "split.json").read_text())
+    assert json.loads((tmp_path / "c" / "split.json").read_text()) == split
+    train_mini_clap(pairs(world), tmp_path / "d", tiny_cfg(out.parent, steps=3, eval_every=3, data_seed=5), False)
+    assert json.loads((tmp_path / "d" / "split.json").read_text()) != split
 
 
 def test_training_config_errors(world, tmp_path):
