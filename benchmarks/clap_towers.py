@@ -15,8 +15,9 @@ The choice is made by a rule fixed before any of these runs was looked at (issue
   - the choice is "within the seed spread" when the winner's margin over the runner-up is below
     the largest max-min spread of either's seeds (or when either has a single seed): then both
     need 3 seeds before the choice stands.
-The benchmark figures (bench/: recordings never used in training or validation) are printed after
-the choice and never enter it. OUT/summary.json holds every run's figures and the choice.
+The benchmark figures (bench/: recordings never used in training or validation, with subsets of
+sound classification: animals, and the real recordings of 0ad-data) are printed after the choice
+and never enter it. OUT/summary.json holds every run's figures and the choice.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from pathlib import Path
 
 import yaml
 
-from mats.config import from_dict, load_yaml, to_dict
-from mats_lab.clap_train import MiniClapTrainConfig, train_on_soundworld
+from mats.config import EncoderConfig, from_dict, load_yaml, to_dict
+from mats.data.records import read_bench
+from mats.encoders import build_encoder
+from mats_lab.clap_train import MiniClapTrainConfig, evaluate_clap, train_on_soundworld
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = [  # (benchmark, its figure, a short column name)
@@ -40,7 +43,11 @@ BENCH = [  # (benchmark, its figure, a short column name)
     ("sound_caption", "t2a_R@10", "snd R@10"),
     ("music_caption", "t2a_R@1", "mus R@1"),
     ("music_caption", "t2a_R@10", "mus R@10"),
+    ("animals", "accuracy", "animals"),
+    ("real", "accuracy", "real"),
+    ("real animals", "accuracy", "real anim"),
 ]
+REAL_SOURCE = "0ad/"  # recording ids of 0ad-data (SoundWorld's only field recordings)
 
 
 def run_config(base: MiniClapTrainConfig, tower: str, seed: int, sets: list[str]) -> MiniClapTrainConfig:
@@ -56,14 +63,36 @@ def run_config(base: MiniClapTrainConfig, tower: str, seed: int, sets: list[str]
     return from_dict(MiniClapTrainConfig, cfg)
 
 
+def subset_benches(data: Path) -> dict[str, list[dict]]:
+    """Sound-classification subsets: "animals" (the animal clips among the animal labels, as
+    scripts/extra_benches.py writes them), "real" (clips made only of 0ad-data's recordings: real
+    recordings rather than synthesised or game-made sounds, among all labels) and "real animals"."""
+    category = {r["label"]: r["category"] for r in json.loads((data / "manifest.json").read_text())["recordings"]}
+    rows = read_bench(data / "bench" / "sound_classification.jsonl")
+    animals = sorted(label for label in rows[0]["labels"] if category.get(label) == "animal")
+    animal_rows = [dict(r, labels=animals) for r in rows if r["label"] in animals]
+    real = [r for r in rows if all(s.startswith(REAL_SOURCE) for s in r["sources"])]
+    real_animals = [r for r in animal_rows if all(s.startswith(REAL_SOURCE) for s in r["sources"])]
+    return {"animals": animal_rows, "real": real, "real animals": real_animals}
+
+
 def run(data: Path, out: Path, cfg: MiniClapTrainConfig) -> dict:
     """The run's summary: trained now, or read from out/ when it finished before."""
     done = out / "bench_metrics.json"
     if not done.is_file():
         train_on_soundworld(data, out, cfg)
+    extra_file = out / "subset_metrics.json"
+    if not extra_file.is_file():
+        encoder = build_encoder(EncoderConfig(backend="mini", path=str(out.resolve())))
+        extra = {
+            name: evaluate_clap(encoder, rows, prompt=cfg.prompt)["classification"]
+            for name, rows in subset_benches(data).items()
+        }
+        extra_file.write_text(json.dumps(extra, indent=2) + "\n")
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     best = max(history, key=lambda h: h["val_score"])  # the first of equals, as training keeps
-    return {"val": best, "bench": json.loads(done.read_text()), "train_seconds": history[-1]["seconds"]}
+    bench = json.loads(done.read_text()) | json.loads(extra_file.read_text())
+    return {"val": best, "bench": bench, "train_seconds": history[-1]["seconds"]}
 
 
 def choose(runs: dict[str, list[dict]]) -> dict:
@@ -116,6 +145,11 @@ def main() -> None:
         for r in rs:
             cells = [r["bench"].get(b, {}).get(key, float("nan")) for b, key, _ in BENCH]
             print(f"  {tower:8} {r['seed']:>4} " + " ".join(f"{c:>9.3f}" for c in cells))
+    first = next(iter(runs.values()))[0]["bench"]
+    chance = [
+        first.get(b, {}).get("chance" if key == "accuracy" else key.replace("t2a_", "chance_")) for b, key, _ in BENCH
+    ]
+    print(f"  {'chance':8} {'':>4} " + " ".join(f"{c:>9.3f}" if c is not None else f"{'':>9}" for c in chance))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps({"runs": runs, "choice": choice}, indent=2) + "\n")
 

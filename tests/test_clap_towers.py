@@ -1,6 +1,7 @@
 """benchmarks/clap_towers.py: the tower-choice rule and the per-run configs."""
 
 import importlib.util
+import json
 
 import pytest
 from conftest import ROOT
@@ -34,3 +35,25 @@ def test_run_config_changes_only_the_tower_the_seed_and_the_set_fields():
     cfg = towers.run_config(base, "both", 2, ["aisfx_views=1", "augment.mix_db=[5, 20]"])
     assert cfg.arch.audio_tower == "both" and cfg.seed == 2 and cfg.aisfx_views == 1
     assert cfg.augment.mix_db == (5.0, 20.0) and cfg.steps == base.steps and cfg.arch.width == base.arch.width
+
+
+def test_subset_benches_pick_animals_and_real_recordings(tmp_path):
+    recordings = [
+        {"label": "cow", "category": "animal"},
+        {"label": "dog", "category": "animal"},
+        {"label": "rain", "category": "nature"},
+    ]
+    (tmp_path / "manifest.json").write_text(json.dumps({"recordings": recordings}))
+    labels = ["cow", "dog", "rain"]
+    rows = [
+        {"audio": "a.wav", "task": "classification", "label": "cow", "labels": labels, "sources": ["0ad/cattle_01"]},
+        {"audio": "b.wav", "task": "classification", "label": "dog", "labels": labels, "sources": ["tuxpaint/dog"]},
+        {"audio": "c.wav", "task": "classification", "label": "rain", "labels": labels, "sources": ["0ad/rain"]},
+    ]
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "sound_classification.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    subsets = towers.subset_benches(tmp_path)
+    assert [r["label"] for r in subsets["animals"]] == ["cow", "dog"]
+    assert all(r["labels"] == ["cow", "dog"] for r in subsets["animals"])
+    assert [r["label"] for r in subsets["real"]] == ["cow", "rain"] and subsets["real"][0]["labels"] == labels
+    assert [r["label"] for r in subsets["real animals"]] == ["cow"]
