@@ -97,7 +97,10 @@ class AugmentConfig:
 
 @dataclass
 class MiniClapTrainConfig:
-    arch: MiniClapArch = field(default_factory=MiniClapArch)
+    # the aisfx tower: chosen on validation over the scratch and both towers (benchmarks/clap_towers.py;
+    # docs/experiments.md section 16). MiniClapArch's own default stays scratch: saved models
+    # without the field are scratch models.
+    arch: MiniClapArch = field(default_factory=lambda: MiniClapArch(audio_tower="aisfx"))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     steps: int = 2000
     batch_size: int = 64
