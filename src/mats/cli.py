@@ -289,8 +289,8 @@ def evaluate(
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be a whole number >= 1 (items to evaluate), got {limit}")
     overrides = parse_overrides(santa + (["zero_shot=true"] if zero_shot else []))
-    load_benchmark(bench)  # a bad name, spec or file fails here, before the model loads (seconds)
-    result = run_eval(apply_overrides(_load(model, device), overrides), bench, out_dir=out, limit=limit)
+    loaded = load_benchmark(bench)  # a bad name, spec or file fails here, before the model loads (seconds)
+    result = run_eval(apply_overrides(_load(model, device), overrides), loaded, out_dir=out, limit=limit)
     text = "\n".join(
         [f"bench {result['bench']}  n={result['n']}"] + [f"  {k}: {v}" for k, v in result["metrics"].items()]
     )

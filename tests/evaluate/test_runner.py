@@ -7,6 +7,7 @@ import pytest
 from mats.data.records import write_jsonl
 from mats.evaluate import metrics as M
 from mats.evaluate import runner
+from mats.evaluate.benchmarks import load_benchmark
 from mats.evaluate.runner import EvaluationError, evaluate
 
 ANIMALS = ["dog", "cat", "owl"]
@@ -187,6 +188,14 @@ def test_limit_keeps_first_rows(bench):
     result = evaluate(FakeModel(), bench, limit=3, progress=False)
     assert result["n"] == 3 and list(result["metrics"]) == ["classification"]
     assert result["metrics"]["classification"]["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_already_loaded_rows_are_not_read_again(bench):
+    """mats eval loads the benchmark before the model and hands over (name, rows)."""
+    name, rows = load_benchmark(bench)
+    result = evaluate(FakeModel(), ("renamed", rows[:3]), progress=False)
+    assert result["bench"] == "renamed" and result["n"] == 3
+    assert result["metrics"] == evaluate(FakeModel(), bench, limit=3, progress=False)["metrics"]
 
 
 def test_wrong_answer_count_is_an_error(bench):

@@ -175,7 +175,7 @@ def _run_mcq(model, idx, rows, preds, bs, bar) -> dict:
 
 def evaluate(
     model: Any,
-    name_or_path: str | Path,
+    name_or_path: str | Path | tuple[str, list[dict[str, Any]]],
     out_dir: Path | None = None,
     limit: int | None = None,
     progress: bool = True,
@@ -186,10 +186,15 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score `model` on a benchmark; returns {"bench", "n", "metrics": {task: {...}}}.
 
+    name_or_path: what load_benchmark takes, or its (name, rows) already loaded (mats eval loads
+    them before the model, to fail fast, and does not read the file twice);
     `limit` keeps the first N rows (file order, so a rerun scores the same items);
     `data` overrides the SoundWorld data directory for registered names.
     """
-    bench, rows = load_benchmark(name_or_path, data=data)
+    if isinstance(name_or_path, tuple):
+        bench, rows = name_or_path
+    else:
+        bench, rows = load_benchmark(name_or_path, data=data)
     if limit is not None:
         rows = rows[:limit]
     if not rows:
