@@ -310,10 +310,6 @@ class MiniClap(nn.Module):
         features = torch.cat([self.scratch_norm(self.audio_tower(mels)), self.aisfx_norm(aisfx)], dim=-1)
         return self.audio_proj(self.dropout(features))  # (B, D)
 
-    def encode_mels(self, mels: torch.Tensor) -> torch.Tensor:
-        """(B, n_mels, T) -> (B, D) raw audio embeddings (the scratch tower)."""
-        return self.encode(mels=mels)
-
     def embed_aisfx(self, waves: np.ndarray, precision: str = "fp32", batch_size: int = 64) -> torch.Tensor:
         """(B, n) waves at mel.sample_rate -> (B, 512) aisfx embeddings, each the mean over the
         wave's aisfx blocks (resampled to 44.1 kHz first: aisfx_waves), on the tower's device."""
@@ -337,12 +333,6 @@ class MiniClap(nn.Module):
             trunk = self.aisfx.net.trunk(self.aisfx.log_mel(x))  # (W, 4w, T/8, 12)
         emb = self.aisfx.net.last(trunk)  # (W, 512)
         return torch.stack([part.mean(0) for part in torch.split(emb, [len(w) for w in per])])  # (B, 512)
-
-    def encode_audio(self, waves: torch.Tensor) -> torch.Tensor:
-        """(B, n) waves at arch.mel.sample_rate -> (B, D) raw audio embeddings."""
-        mels = self.log_mel(waves) if self.arch.uses_scratch else None
-        aisfx = self.embed_aisfx(waves.detach().cpu().numpy()) if self.arch.uses_aisfx else None
-        return self.encode(mels, aisfx)
 
     def encode_sentences(self, sentences: torch.Tensor) -> torch.Tensor:
         """(B, text_dim) MiniLM sentence embeddings -> (B, D) raw text embeddings."""
