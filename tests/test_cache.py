@@ -8,6 +8,7 @@ from mats.cache import (
     CachedRows,
     CacheError,
     EmbeddingStore,
+    audio_store,
     cached_text_embeddings,
     check_cache_dir,
     embed_texts,
@@ -241,3 +242,17 @@ def test_two_processes_sharing_a_cache_keep_both_their_rows(tmp_path):
     out = cached_text_embeddings(enc, a + b, tmp_path)
     assert enc.seen == []  # every row was stored by one of the two
     assert torch.equal(out, CountingEncoder().embed_text(a + b))
+
+
+def test_the_audio_store_is_keyed_by_the_audio_settings_and_the_encoders_compute(tmp_path):
+    from mats.config import AudioConfig
+
+    enc = CountingEncoder()
+    plain = audio_store(enc, AudioConfig(), tmp_path).root
+    assert plain.name.startswith("audio-" + "f" * 24)
+    assert audio_store(enc, AudioConfig(max_windows=1), tmp_path).root != plain
+    enc.audio_cache_key = lambda: ""  # an encoder that says "nothing beyond the weights"
+    assert audio_store(enc, AudioConfig(), tmp_path).root == plain
+    enc.audio_cache_key = lambda: "aisfx-bf16"  # computed in another precision: other embeddings
+    assert audio_store(enc, AudioConfig(), tmp_path).root != plain
+    assert text_store(enc, tmp_path).root == text_store(CountingEncoder(), tmp_path).root

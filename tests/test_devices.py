@@ -18,6 +18,7 @@ from mats.devices import (
     autocast,
     distributed_backend,
     grad_scaler,
+    native_bf16,
     resolve_device,
 )
 from mats.model import MATS
@@ -85,6 +86,19 @@ def test_precision_is_autocast_on_the_devices_type(precision):
         assert torch.is_autocast_enabled("cpu") == (precision != "fp32")
         assert (x @ x).dtype == DTYPES[precision]
     assert not torch.is_autocast_enabled("cpu")
+
+
+def test_native_bf16_reads_the_cpus_probes_and_is_false_off_cpu_and_cuda(monkeypatch):
+    for avx512_bf16, amx, want in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert native_bf16(CPU) is want
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")  # a torch without the probes: no
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert native_bf16(CPU) is False
+    assert native_bf16(torch.device("meta")) is False
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert native_bf16(torch.device("cuda", 0)) is True
 
 
 def test_only_fp16_gets_a_grad_scaler():

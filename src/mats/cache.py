@@ -292,7 +292,13 @@ def text_store(encoder, cache_dir: str | Path) -> EmbeddingStore:
 
 
 def audio_store(encoder, audio_cfg, cache_dir: str | Path) -> EmbeddingStore:
-    settings = text_key(json.dumps(dataclasses.asdict(audio_cfg), sort_keys=True))[:8]
+    settings = dataclasses.asdict(audio_cfg)
+    # an encoder whose audio embeddings depend on more than its weights (mini-CLAP's aisfx
+    # precision) says so; without it the key is what it always was
+    compute = getattr(encoder, "audio_cache_key", lambda: "")()
+    if compute:
+        settings["compute"] = compute
+    settings = text_key(json.dumps(settings, sort_keys=True))[:8]
     return EmbeddingStore(Path(cache_dir) / f"audio-{encoder.fingerprint()[:24]}-{settings}", encoder.dim)
 
 

@@ -82,6 +82,18 @@ def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=precision != "fp32")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 convolutions and matmuls run in hardware on `device`: a CUDA GPU that supports
+    bf16, or a CPU with AVX512-BF16 or AMX. Elsewhere oneDNN emulates bf16 (or falls back to
+    reference kernels), usually no faster than fp32, so "auto" precisions pick fp32 there."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's (private) CPU probes
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
     """A GradScaler for fp16 (its gradients underflow without one); None otherwise."""
     check_precision(precision)

