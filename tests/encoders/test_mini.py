@@ -332,7 +332,7 @@ def test_aisfx_weight_errors_name_what_is_missing(aisfx_weights, tmp_path):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_aisfx_precision_auto_follows_the_hardware_and_keys_the_audio_cache(native, aisfx_weights, monkeypatch):
-    """ "auto" computes the aisfx network in bf16 only where the device has bf16 in hardware; the
+    """The "auto" precision computes the aisfx network in bf16 only where the device has bf16 in hardware; the
     audio cache key says so (text caches, keyed by the weights alone, are shared)."""
     import mats.encoders.mini as mini
 
