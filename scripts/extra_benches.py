@@ -8,6 +8,8 @@
                  training (CLAP/split.json), those made from one recording labelled from the
                  manifest, among all their labels (used to choose settings, never the benchmarks)
   val_cap.jsonl  validation: every such clip with its captions
+  val_animal_qa.jsonl  validation: the val_cls clips of an animal, asked the issue's question
+                 "What animal is making this sound?" (answer: the label, exact match)
 
 The validation clips' recordings are in neither mini-CLAP's training data nor the benchmarks, so
 their audio embeddings are as unseen as a benchmark's. (clap/val.jsonl is not such a set: its
@@ -36,6 +38,18 @@ def animal_bench(data: Path, recordings: list[dict]) -> list[dict]:
     rows = read_bench(data / "bench" / "sound_classification.jsonl")  # audio paths made absolute
     labels = sorted(animals & set(rows[0]["labels"]))
     return [dict(r, labels=labels) for r in rows if r["label"] in labels]
+
+
+ANIMAL_QUESTION = "What animal is making this sound?"
+
+
+def animal_qa(cls: list[dict], recordings: list[dict]) -> list[dict]:
+    animals = {r["label"] for r in recordings if r["category"] == "animal"}
+    return [
+        {"id": r["id"], "audio": r["audio"], "task": "aqa", "question": ANIMAL_QUESTION, "answer": r["label"]}
+        for r in cls
+        if r["label"] in animals
+    ]
 
 
 def val_benches(data: Path, clap: Path, recordings: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -75,6 +89,7 @@ def main() -> None:
     cls, cap = val_benches(args.data, args.clap, recordings)
     _write(args.out / "val_cls.jsonl", cls)
     _write(args.out / "val_cap.jsonl", cap)
+    _write(args.out / "val_animal_qa.jsonl", animal_qa(cls, recordings))
 
 
 if __name__ == "__main__":
