@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/latency.py [--model mats-mini] [--bench soundworld-sound-caption]
                                            [--clips DIR] [--repeats 3] [--skip cold,warm,santa]
-                                           [--threads N]
+                                           [--threads N] [--aisfx-precision auto|fp32|bf16]
 
 1. cold: wall time of `mats ask AUDIO "What is the sound?"` in a fresh process (process start
    to answer printed) and its CPU time, the medians of `--repeats` runs; then where one fresh
@@ -19,6 +19,8 @@ Clips are the first ones of the benchmark (`$MATS_DATA`, default data/soundworld
 32 audio files (sorted) of `--clips DIR`. The machine's load moves absolute times: compare the
 ratios printed by one run. `--threads N` sets torch's threads for parts 2 and 3: on a machine
 shared with busy processes, 2 threads on 2 cores wait on each other, and 1 gives steadier figures.
+`--aisfx-precision` sets a mini-CLAP encoder's aisfx_precision for parts 2 and 3 (the model's own
+setting otherwise; "auto" is bf16 on CPUs with bf16 in hardware).
 """
 
 from __future__ import annotations
@@ -249,6 +251,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: cold, warm, santa")
     ap.add_argument("--threads", type=int, default=0, help="torch threads for the warm and Santa parts (0: torch's)")
+    ap.add_argument("--aisfx-precision", choices=["auto", "fp32", "bf16"], help="mini-CLAP's aisfx network")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -266,6 +269,12 @@ def main() -> None:
         print("  one fresh process: " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()))
 
     pipe = api.load(args.model, device="cpu")
+    if args.aisfx_precision:
+        if not hasattr(pipe.encoder, "aisfx_compute"):
+            sys.exit(f"--aisfx-precision: the {pipe.encoder.name} encoder has no aisfx network")
+        pipe.encoder.aisfx_precision = args.aisfx_precision
+    if hasattr(pipe.encoder, "aisfx_compute") and pipe.encoder.arch.uses_aisfx:
+        print(f"aisfx network computes in {pipe.encoder.aisfx_compute()}")
     b1 = None
     if "warm" not in skip:
         res = warm(pipe, clips, args.repeats)

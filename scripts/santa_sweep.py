@@ -26,7 +26,7 @@ import torch
 import mats
 from mats.api import Pipeline
 from mats.evaluate.ablations import apply_overrides, overrides_flags, parse_overrides
-from mats.evaluate.runner import load_benchmark
+from mats.evaluate.benchmarks import load_benchmark
 from mats.evaluate.runner import evaluate as run_eval
 
 # the one figure read from each task's metrics
