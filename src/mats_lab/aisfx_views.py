@@ -2,6 +2,7 @@
 
     bank = aisfx_bank(paths, train_idx, model, AugmentConfig(), views=4, crop_seconds=5.0, seed=0,
                       cache_dir=Path("~/.cache/mats/mini_clap"))   # (N, 1 + views, 512)
+    fill_aisfx_bank(..., rank=r, world=2)  # process r's share of the same rows (make model's lanes)
     live = LiveViews(paths, train_idx, model, AugmentConfig(), crop_seconds=5.0, seed=0)
     live.views([3, 7])  # (2, 512) with gradients through the fine-tuned last block
 
@@ -52,6 +53,8 @@ from mats.encoders.base import state_fingerprint
 from mats.encoders.mini import MiniClap, hz_to_mel
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mats_lab.clap_train import AugmentConfig
 
 VIEW_STREAM = 4409  # the generators' own stream id: views do not move with other draws of the seed
@@ -147,6 +150,71 @@ def _digest(*parts: bytes) -> bytes:
     return h.digest()
 
 
+def _bank_plan(
+    paths: list[str],
+    train: list[int],
+    model: MiniClap,
+    augment: AugmentConfig,
+    views: int,
+    crop_seconds: float,
+    seed: int,
+    precision: str,
+    batch_size: int,
+    progress: bool,
+) -> tuple[list, np.ndarray, Callable]:
+    """The bank's rows as (items, keys, compute) for mats.cache: items[i] is (clip, view number,
+    mixed-in clip or -1, the view's generator seed), view 0 the whole clip; keys[i] its cache key;
+    compute(chunk, bar) embeds a chunk of items. The first len(paths) rows are the whole clips,
+    then `views` rows per clip of `train`."""
+    arch = model.arch
+    sample_rate = arch.mel.sample_rate
+    n = int(round(crop_seconds * sample_rate))
+    file_digests = [hash_file(p).digest() for p in tqdm(paths, desc="hashing audio", disable=not progress)]
+    whole_settings = json.dumps(
+        {"format": aisfx_net.FORMAT, "sample_rate": sample_rate, "hop_frames": arch.aisfx_hop_frames}, sort_keys=True
+    ).encode()
+    view_settings = json.dumps(
+        {"crop": n, "augment": asdict(augment), "seed": seed, "stream": VIEW_STREAM}, sort_keys=True
+    ).encode()
+
+    items, keys = [], []
+    for i, digest in enumerate(file_digests):
+        items.append((i, 0, -1, None))
+        keys.append(_digest(b"whole", whole_settings, digest))
+    others = np.asarray(train)
+    position = {clip: j for j, clip in enumerate(train)}
+    for i in train:
+        for k in range(1, views + 1):
+            gen_seed = [seed, VIEW_STREAM, int.from_bytes(file_digests[i][:8], "little"), k]
+            j = int(np.random.default_rng([*gen_seed, 0]).integers(len(others) - 1))  # any training clip but itself
+            other = int(others[j + (j >= position[i])])
+            items.append((i, k, other, [*gen_seed, 1]))
+            view_id = k.to_bytes(4, "little")
+            keys.append(_digest(b"view", whole_settings, view_settings, file_digests[i], view_id, file_digests[other]))
+
+    def compute(chunk: list, bar) -> torch.Tensor:
+        out = []
+        for s in range(0, len(chunk), CLIPS_PER_PASS):
+            waves = []
+            for clip, k, other, gen_seed in chunk[s : s + CLIPS_PER_PASS]:
+                wave = load_audio(paths[clip], sample_rate)
+                if k:
+                    rng = np.random.default_rng(gen_seed)
+                    wave = make_view(wave, load_audio(paths[other], sample_rate), n, sample_rate, augment, rng)
+                waves.append(wave)
+            out.append(model.embed_aisfx(waves, precision, batch_size).cpu())
+            bar.update(len(waves))
+        return torch.cat(out)  # (len(chunk), 512)
+
+    return items, np.array(keys, dtype=KEY), compute
+
+
+def _bank_store(cache_dir: Path, model: MiniClap, precision: str) -> EmbeddingStore:
+    """The store of one tower's rows: named by its weights and precision."""
+    tower = state_fingerprint("aisfx", model.aisfx.net, precision.encode())[:24]
+    return EmbeddingStore(Path(cache_dir) / f"aisfx-{tower}", model.arch.aisfx.embed_dim)
+
+
 def aisfx_bank(
     paths: list[str],
     train: list[int],
@@ -164,62 +232,48 @@ def aisfx_bank(
     model.aisfx (row 0: the whole clip; rows 1..: augmented crops for the clips indexed by
     `train`, row 0 repeated for the others). Mixed-in clips are drawn from `train` only, so no
     held-out audio reaches a training view. cache_dir None: computed, not stored."""
-    arch = model.arch
-    sample_rate = arch.mel.sample_rate
-    n = int(round(crop_seconds * sample_rate))
-    file_digests = [hash_file(p).digest() for p in tqdm(paths, desc="hashing audio", disable=not progress)]
-    whole_settings = json.dumps(
-        {"format": aisfx_net.FORMAT, "sample_rate": sample_rate, "hop_frames": arch.aisfx_hop_frames}, sort_keys=True
-    ).encode()
-    view_settings = json.dumps(
-        {"crop": n, "augment": asdict(augment), "seed": seed, "stream": VIEW_STREAM}, sort_keys=True
-    ).encode()
-
-    # items: (clip, view number, mixed-in clip or -1, the view's generator seed); view 0: the whole clip
-    items, keys = [], []
-    for i, digest in enumerate(file_digests):
-        items.append((i, 0, -1, None))
-        keys.append(_digest(b"whole", whole_settings, digest))
-    others = np.asarray(train)
-    position = {clip: j for j, clip in enumerate(train)}
-    for i in train:
-        for k in range(1, views + 1):
-            gen_seed = [seed, VIEW_STREAM, int.from_bytes(file_digests[i][:8], "little"), k]
-            j = int(np.random.default_rng([*gen_seed, 0]).integers(len(others) - 1))  # any training clip but itself
-            other = int(others[j + (j >= position[i])])
-            items.append((i, k, other, [*gen_seed, 1]))
-            view_id = k.to_bytes(4, "little")
-            keys.append(_digest(b"view", whole_settings, view_settings, file_digests[i], view_id, file_digests[other]))
-    keys_arr = np.array(keys, dtype=KEY)
-
-    def compute(chunk: list, bar) -> torch.Tensor:
-        out = []
-        for s in range(0, len(chunk), CLIPS_PER_PASS):
-            waves = []
-            for clip, k, other, gen_seed in chunk[s : s + CLIPS_PER_PASS]:
-                wave = load_audio(paths[clip], sample_rate)
-                if k:
-                    rng = np.random.default_rng(gen_seed)
-                    wave = make_view(wave, load_audio(paths[other], sample_rate), n, sample_rate, augment, rng)
-                waves.append(wave)
-            out.append(model.embed_aisfx(waves, precision, batch_size).cpu())
-            bar.update(len(waves))
-        return torch.cat(out)  # (len(chunk), 512)
-
-    dim = arch.aisfx.embed_dim
+    items, keys, compute = _bank_plan(
+        paths, train, model, augment, views, crop_seconds, seed, precision, batch_size, progress
+    )
+    dim = model.arch.aisfx.embed_dim
     if cache_dir is None:
         with tqdm(total=len(items), desc="aisfx views", disable=not progress) as bar:
             rows = compute(items, bar)
     else:
-        tower = state_fingerprint("aisfx", model.aisfx.net, precision.encode())[:24]
-        store = EmbeddingStore(Path(cache_dir) / f"aisfx-{tower}", dim)
-        cached_rows(store, keys_arr, items, compute, progress=progress, desc="aisfx views", chunk=SHARD_ROWS)
-        shard, row = store.locate(keys_arr)
+        store = _bank_store(cache_dir, model, precision)
+        cached_rows(store, keys, items, compute, progress=progress, desc="aisfx views", chunk=SHARD_ROWS)
+        shard, row = store.locate(keys)
         rows = torch.from_numpy(store.gather(shard, row))
     bank = rows[: len(paths), None].repeat(1, 1 + views, 1)  # (N, 1 + views, 512): row 0 everywhere
     if views:
         bank[train, 1:] = rows[len(paths) :].reshape(len(train), views, dim)
     return bank
+
+
+def fill_aisfx_bank(
+    paths: list[str],
+    train: list[int],
+    model: MiniClap,
+    augment: AugmentConfig,
+    views: int,
+    crop_seconds: float,
+    seed: int,
+    cache_dir: Path,
+    precision: str = "bf16",
+    batch_size: int = 64,
+    rank: int = 0,
+    world: int = 1,
+    progress: bool = True,
+) -> int:
+    """Cache process `rank`'s share (of `world`) of the rows aisfx_bank would compute with the
+    same arguments, so that several processes fill the bank side by side and aisfx_bank then
+    finds every row (make model's `views` stage). Returns the rows this process computed."""
+    items, keys, compute = _bank_plan(
+        paths, train, model, augment, views, crop_seconds, seed, precision, batch_size, progress
+    )
+    store = _bank_store(cache_dir, model, precision)
+    desc = f"aisfx views {rank + 1}/{world}"
+    return cached_rows(store, keys, items, compute, rank, world, progress=progress, desc=desc, chunk=SHARD_ROWS)
 
 
 class LiveViews:

@@ -9,18 +9,21 @@ installed package: `make model` passes `--ship-to src/mats/assets`, the source t
 
 Stages (each skipped when its output exists, so an interrupted build resumes where it stopped):
   1. soundworld  `mats data build --profile full`                   -> DATA/
-  2. clap        mini-CLAP, contrastive on SoundWorld `clap` pairs    -> WORK/clap/
-  3. embed       the text and audio embedding caches of stages 5 and 6 -> WORK/cache/
-  4. lm          mini-LM, BPE + GPT-2 pre-trained on caption text, then tuned to read
+  2. views       mini-CLAP's aisfx bank (every training clip embedded whole and as augmented
+                 crops), split over `--jobs` processes               -> the clap cache_dir
+  3. clap        mini-CLAP, contrastive on SoundWorld `clap` pairs    -> WORK/clap/
+  4. embed       the text and audio embedding caches of stages 6 and 7 -> WORK/cache/
+  5. lm          mini-LM, BPE + GPT-2 pre-trained on caption text, then tuned to read
                  the audio slot                                       -> WORK/lm/
-  5. mats        MATS-mini, text-only on AudioTIA (configs/mats-mini.yaml) -> WORK/mats/
-  6. audio       MATS-Audio-mini, the same budget and task mix on the clap scenes' audio
+  6. mats        MATS-mini, text-only on AudioTIA (configs/mats-mini.yaml) -> WORK/mats/
+  7. audio       MATS-Audio-mini, the same budget and task mix on the clap scenes' audio
                  (clap/tasks.jsonl)                                   -> WORK/mats-audio/
-  7. ship        fp16 copies into SHIP_TO/{mats-mini, mats-audio-mini} (+ a demo clip)
-Stages 2-3 (one lane) run side by side with 4, and 5 with 6, one torch thread each (`--jobs 1`:
-in turn): each needs only what earlier stages built. Every stage prints what it built; WORK/build.json
-collects the figures, the wall time of the last run (`last_run`) and of the last whole build
-(`total_seconds`).
+  8. ship        fp16 copies into SHIP_TO/{mats-mini, mats-audio-mini} (+ a demo clip)
+Stages 3-4 (one lane) run side by side with 5, and 6 with 7, one torch thread each (`--jobs 1`:
+in turn): each needs only what earlier stages built. The bank is most of mini-CLAP's cost and
+would leave a core idle once mini-LM is done, so it is a stage of its own that every core shares.
+Every stage prints what it built; WORK/build.json collects the figures, the wall time of the last
+run (`last_run`) and of the last whole build (`total_seconds`).
 """
 
 from __future__ import annotations
@@ -50,10 +53,11 @@ class BuildPaths:
     lm_config: Path = Path("configs/mini/lm.yaml")  # mini-LM pre-training and slot tuning (MiniLMRecipe)
 
 
-STAGES = ("soundworld", "clap", "embed", "lm", "mats", "audio", "ship")
+STAGES = ("soundworld", "views", "clap", "embed", "lm", "mats", "audio", "ship")
 # A stage is done when its output exists (see stage_output for where).
 STAGE_OUTPUT = {
     "soundworld": Path("summary.json"),
+    "views": Path("views.json"),
     "clap": Path("clap/bench_metrics.json"),
     "embed": Path("cache/filled.json"),
     "lm": Path("lm/config.json"),
@@ -66,7 +70,13 @@ STAGE_OUTPUT = {
 # A group is a set of lanes that need only earlier groups' outputs, so they run side by side on
 # the 2 cores; a lane's stages run in turn. The embedding caches need only mini-CLAP: filling them
 # in its lane, while the longer mini-LM lane trains, takes them off the build's critical path.
-GROUPS = ((("soundworld",),), (("clap", "embed"), ("lm",)), (("mats",), ("audio",)), (("ship",),))
+GROUPS = (
+    (("soundworld",),),
+    (("views",),),
+    (("clap", "embed"), ("lm",)),
+    (("mats",), ("audio",)),
+    (("ship",),),
+)
 
 
 def stage_output(stage: str, paths: BuildPaths) -> Path:
@@ -149,13 +159,38 @@ def ensure_aisfx_weights(path: Path) -> None:
     subprocess.run([sys.executable, str(script), "--out", str(path)], check=True)
 
 
-def run_stage(stage: str, paths: BuildPaths) -> dict:
-    """Build one stage's output; returns its figures for build.json."""
+def _fill_views_share(data: Path, cfg, rank: int, world: int) -> int:
+    """One process's share of the views stage, on one torch thread (the processes share the cores)."""
+    from mats.threads import torch_threads
+    from mats_lab.clap_train import fill_views, soundworld_pairs
+
+    with torch_threads(1):
+        return fill_views(soundworld_pairs(data), cfg, rank, world)
+
+
+def run_stage(stage: str, paths: BuildPaths, jobs: int = 1) -> dict:
+    """Build one stage's output; returns its figures for build.json. `jobs`: processes that
+    share a stage that can be split (views)."""
     work, data = paths.work, paths.data
     if stage == "soundworld":
         from mats_lab.soundworld import build
 
         return build("full", data)
+    if stage == "views":
+        from mats.config import load_yaml
+        from mats_lab.clap_train import MiniClapTrainConfig
+
+        cfg = load_yaml(MiniClapTrainConfig, paths.clap_config)
+        if cfg.arch.uses_aisfx:
+            ensure_aisfx_weights(Path(cfg.aisfx_weights).expanduser())
+        world = max(1, jobs)
+        if world == 1:
+            rows = [_fill_views_share(data, cfg, 0, 1)]
+        else:
+            with ProcessPoolExecutor(world, mp_context=multiprocessing.get_context("spawn")) as pool:
+                rows = list(pool.map(_fill_views_share, [data] * world, [cfg] * world, range(world), [world] * world))
+        stage_output(stage, paths).write_text(json.dumps({"rows": rows}) + "\n")
+        return {"rows": sum(rows), "processes": world}
     if stage == "clap":
         from mats.config import load_config, load_yaml
         from mats_lab.clap_train import MiniClapTrainConfig, train_on_soundworld
@@ -203,16 +238,18 @@ def run_stage(stage: str, paths: BuildPaths) -> dict:
     raise ValueError(f"unknown stage {stage!r}")
 
 
-def _run_lane(lane: list[str], paths: BuildPaths, threads: int | None = None) -> list[tuple[str, dict, float]]:
+def _run_lane(
+    lane: list[str], paths: BuildPaths, threads: int | None = None, jobs: int = 1
+) -> list[tuple[str, dict, float]]:
     """Run a lane's stages in turn with `threads` torch threads (None: as they are): (stage,
-    figures, seconds) for each."""
+    figures, seconds) for each. `jobs`: run_stage's."""
     from mats.threads import torch_threads
 
     done = []
     with torch_threads(threads):
         for stage in lane:
             t = time.perf_counter()
-            done.append((stage, run_stage(stage, paths), time.perf_counter() - t))
+            done.append((stage, run_stage(stage, paths, jobs), time.perf_counter() - t))
     return done
 
 
@@ -233,7 +270,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--force", nargs="*", default=[], choices=STAGES, help="re-run these stages")
     ap.add_argument("--until", choices=STAGES, default="ship", help="stop after this stage")
-    ap.add_argument("--jobs", type=int, default=2, help="lanes of one group run side by side (1: in turn)")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="lanes of one group run side by side, and processes of the views stage (1: in turn)",
+    )
     args = ap.parse_args(argv)
     paths = BuildPaths(
         work=args.work,
@@ -265,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
                 futures = [pool.submit(_run_lane, lane, paths, 1) for lane in lanes]
                 done = [row for f in futures for row in f.result()]
         else:
-            done = [row for lane in lanes for row in _run_lane(lane, paths)]
+            done = [row for lane in lanes for row in _run_lane(lane, paths, jobs=args.jobs)]
         for stage, result, seconds in done:
             _log(summary, stage, result, seconds, work)
             ran.append(stage)

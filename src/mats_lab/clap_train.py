@@ -66,7 +66,7 @@ from mats.encoders.mini import (
 )
 from mats.schedule import lr_at
 from mats.threads import torch_threads
-from mats_lab.aisfx_views import LiveViews, aisfx_bank
+from mats_lab.aisfx_views import LiveViews, aisfx_bank, fill_aisfx_bank
 
 LN10_OVER_10 = math.log(10.0) / 10.0  # dB -> natural-log power units
 SOUNDWORLD_PAIRS = ("train.jsonl", "val.jsonl")  # SoundWorld's (audio, caption) files under clap/
@@ -508,6 +508,43 @@ def _validate(model: MiniClap, val: _Validation, sentences: torch.Tensor) -> dic
     return out
 
 
+def _clips_and_split(pairs: list[Path], cfg: MiniClapTrainConfig):
+    """The pairs' clips, the recordings' labels and split_by_recording's (train, val, held)."""
+    clips = read_clips(pairs)
+    manifest = Path(cfg.manifest) if cfg.manifest else pairs[0].resolve().parent.parent / "manifest.json"
+    labels = read_labels(manifest)
+    return clips, labels, split_by_recording(clips, labels, cfg.val_fraction, cfg.val_max_per_label, cfg.data_seed)
+
+
+def fill_views(
+    pairs: list[Path], cfg: MiniClapTrainConfig, rank: int = 0, world: int = 1, progress: bool = True
+) -> int:
+    """Cache process `rank`'s share (of `world`) of the aisfx bank that train_mini_clap(pairs, cfg)
+    reads, so that processes side by side fill it before the training (make model's `views`
+    stage). A tower without a cached bank (scratch, or a fine-tuned last block) has none: 0.
+    Returns the rows this process computed."""
+    if not cfg.arch.uses_aisfx or cfg.arch.aisfx_finetune_last_block or cfg.cache_dir is None:
+        return 0
+    clips, _, (train_idx, _, _) = _clips_and_split([Path(p) for p in pairs], cfg)
+    model = load_pretrained_aisfx(MiniClap(cfg.arch), cfg.aisfx_weights)  # the head is not used
+    with torch_threads(cfg.num_threads):
+        return fill_aisfx_bank(
+            [c.audio for c in clips],
+            train_idx,
+            model,
+            cfg.augment,
+            cfg.aisfx_views,
+            cfg.crop_seconds,
+            cfg.data_seed,
+            Path(cfg.cache_dir).expanduser(),
+            cfg.aisfx_precision,
+            cfg.aisfx_batch_size,
+            rank,
+            world,
+            progress,
+        )
+
+
 def train_mini_clap(
     pairs: list[Path], out: Path, cfg: MiniClapTrainConfig | None = None, progress: bool = True
 ) -> dict[str, Any]:
@@ -535,10 +572,7 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
     cache_dir = None if cfg.cache_dir is None else Path(cfg.cache_dir).expanduser()
 
     # ---- data: clips, split, cached log-mels and sentence embeddings
-    clips = read_clips(pairs)
-    manifest = Path(cfg.manifest) if cfg.manifest else pairs[0].resolve().parent.parent / "manifest.json"
-    labels = read_labels(manifest)
-    train_idx, val_idx, held = split_by_recording(clips, labels, cfg.val_fraction, cfg.val_max_per_label, cfg.data_seed)
+    clips, labels, (train_idx, val_idx, held) = _clips_and_split(pairs, cfg)
     if len(train_idx) < cfg.batch_size:
         raise ClapTrainError(
             f"{len(train_idx)} training clips after the validation split; need at least batch_size={cfg.batch_size}"
@@ -701,6 +735,17 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
     }
 
 
+def soundworld_pairs(data_dir: Path) -> list[Path]:
+    """SoundWorld's (audio, caption) pairs files: DIR/clap/train.jsonl and val.jsonl."""
+    # by name: clap/ also holds tasks.jsonl (the audio twin's records), which are not pairs
+    pairs = [p for p in (Path(data_dir) / "clap" / name for name in SOUNDWORLD_PAIRS) if p.is_file()]
+    if not pairs:
+        raise ClapTrainError(
+            f"{data_dir}: no clap/{{{','.join(SOUNDWORLD_PAIRS)}}} pairs files (build SoundWorld with `mats data build`)"
+        )
+    return pairs
+
+
 def train_on_soundworld(
     data_dir: Path,
     out: Path,
@@ -712,13 +757,7 @@ def train_on_soundworld(
     evaluate_soundworld on DIR/bench (recordings never used in training). Writes
     out/bench_metrics.json; returns {"train": ..., "bench": ...}."""
     data_dir = Path(data_dir)
-    # by name: clap/ also holds tasks.jsonl (the audio twin's records), which are not pairs
-    pairs = [p for p in (data_dir / "clap" / name for name in SOUNDWORLD_PAIRS) if p.is_file()]
-    if not pairs:
-        raise ClapTrainError(
-            f"{data_dir}: no clap/{{{','.join(SOUNDWORLD_PAIRS)}}} pairs files (build SoundWorld with `mats data build`)"
-        )
-    summary = train_mini_clap(pairs, out, cfg, progress)
+    summary = train_mini_clap(soundworld_pairs(data_dir), out, cfg, progress)
     encoder = build_encoder(EncoderConfig(backend="mini", path=str(Path(out).resolve())))
     prompt = (cfg or MiniClapTrainConfig()).prompt
     bench = evaluate_soundworld(encoder, data_dir, audio_cfg, prompt, progress)

@@ -14,7 +14,7 @@ from conftest import TINY_AISFX_WIDTH
 from mats.encoders import aisfx_net
 from mats.encoders.mini import MelConfig, MiniClap, MiniClapArch, load_pretrained_aisfx
 from mats_lab import aisfx_views
-from mats_lab.aisfx_views import aisfx_bank, crop_wave, eq_and_noise, make_view, mix_background
+from mats_lab.aisfx_views import aisfx_bank, crop_wave, eq_and_noise, fill_aisfx_bank, make_view, mix_background
 from mats_lab.clap_train import AugmentConfig
 
 SR = 16000
@@ -158,3 +158,17 @@ def test_bank_is_cached(model, clips, tmp_path, monkeypatch):
     # other augmentation settings are other rows: recomputed
     with pytest.raises(pytest.fail.Exception, match="recomputed"):
         aisfx_bank(clips, [0, 1, 3], model, replace(cfg, eq_db=3.0), 2, 0.5, 0, tmp_path, "fp32", progress=False)
+
+
+def test_processes_filling_their_shares_leave_the_whole_bank_cached(model, clips, tmp_path, monkeypatch):
+    """make model's views stage: ranks 0 and 1 of 2 each compute about half of the rows, and
+    aisfx_bank then finds all of them (equal to a bank computed in one go) and computes none."""
+    cfg = AugmentConfig()
+    args = (clips, [0, 1, 3], model, cfg, 2, 0.5, 0)
+    fresh = aisfx_bank(*args, None, "fp32", progress=False)
+    done = [fill_aisfx_bank(*args, tmp_path, "fp32", rank=r, world=2, progress=False) for r in (0, 1)]
+    assert sum(done) == 5 + 3 * 2 and min(done) >= 5  # 11 rows: the whole clips, then 2 views each
+    assert fill_aisfx_bank(*args, tmp_path, "fp32", rank=0, world=2, progress=False) == 0  # nothing left
+    monkeypatch.setattr(aisfx_views, "make_view", lambda *a: pytest.fail("recomputed a cached view"))
+    cached = aisfx_bank(*args, tmp_path, "fp32", progress=False)
+    assert torch.equal(cached, fresh)

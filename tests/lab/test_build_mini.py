@@ -13,7 +13,7 @@ def fake_stages(monkeypatch, tmp_path):
     """run_stage replaced by one that records the call and writes the stage's output."""
     calls: list[str] = []
 
-    def fake(stage, paths):
+    def fake(stage, paths, jobs=1):
         calls.append(stage)
         out = build_mini.stage_output(stage, paths)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +54,7 @@ def test_build_runs_every_stage_in_dependency_order_and_logs_it(fake_stages, tmp
 
 def test_build_resumes_skips_built_stages_and_honours_until_and_force(fake_stages, tmp_path):
     _main(tmp_path, "--until", "lm")
-    assert fake_stages == ["soundworld", "clap", "embed", "lm"]
+    assert fake_stages == ["soundworld", "views", "clap", "embed", "lm"]
     fake_stages.clear()
     assert "total_seconds" not in _main(tmp_path, "--force", "clap")
     assert fake_stages == ["clap", "mats", "audio", "ship"]
@@ -74,7 +74,8 @@ def test_lanes_cover_every_stage_once_after_what_they_need():
     where = {s: (g, i) for g, group in enumerate(build_mini.GROUPS) for lane in group for i, s in enumerate(lane)}
     lane_of = {s: tuple(lane) for lane in lanes for s in lane}
     needs = {
-        "clap": ["soundworld"],
+        "views": ["soundworld"],
+        "clap": ["soundworld", "views"],
         "embed": ["clap"],
         "lm": ["soundworld"],
         "mats": ["embed", "lm"],

@@ -31,6 +31,7 @@ from mats_lab.clap_train import (
     contrastive_loss,
     crop_batch,
     evaluate_clap,
+    fill_views,
     read_clips,
     retrieval_recall,
     shift_bins,
@@ -387,6 +388,19 @@ def test_each_aisfx_tower_trains_saves_and_answers(world, aisfx_weights, tmp_pat
     # deterministic: a second run (from the caches) saves the same weights
     again = train_mini_clap(pairs(world), tmp_path / "again", cfg, progress=False)
     assert again["fingerprint"] == summary["fingerprint"]
+
+
+def test_fill_views_shares_leave_training_nothing_to_embed(world, aisfx_weights, tmp_path, monkeypatch):
+    """make model's views stage: two processes' shares of the bank, then the training finds it."""
+    from mats_lab import aisfx_views
+
+    cfg = aisfx_cfg(tmp_path, "aisfx", aisfx_weights, steps=2, eval_every=2)
+    done = [fill_views(pairs(world), cfg, rank, 2, progress=False) for rank in (0, 1)]
+    assert min(done) > 0 and fill_views(pairs(world), cfg, 0, 1, progress=False) == 0
+    monkeypatch.setattr(aisfx_views, "make_view", lambda *a: pytest.fail("the training embedded a view"))
+    assert train_mini_clap(pairs(world), tmp_path / "out", cfg, progress=False)["best_step"] == 2
+    # towers without a cached bank have nothing to fill
+    assert fill_views(pairs(world), tiny_cfg(tmp_path), progress=False) == 0
 
 
 def test_aisfx_training_errors_name_the_weights(world, tmp_path):
