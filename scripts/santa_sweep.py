@@ -3,6 +3,7 @@
     python scripts/santa_sweep.py --models runs/mini/mats/final runs/seeds/mats-s1/final \
         --bench runs/evals/val_cls.jsonl runs/evals/val_cap.jsonl runs/evals/val_animal_qa.jsonl \
         --grid mode=full,no_kmeans lam=0.5,0.7,0.9,1.0 [--out runs/evals/santa_sweep.json]
+        [--aisfx-precision auto|fp32|bf16]
 
 Every combination of the --grid values is one setting; each is what `mats eval --santa KEY=VALUE`
 computes for that model and file (the same apply_overrides and evaluate), so a chosen figure is
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--bench", nargs="+", required=True, help="benchmark files (one task each)")
     ap.add_argument("--grid", nargs="+", required=True, help="KEY=V1,V2,... (mats eval --santa keys)")
     ap.add_argument("--out", type=Path, help="write every figure here as JSON")
+    ap.add_argument("--aisfx-precision", choices=["auto", "fp32", "bf16"], help="a mini-CLAP's aisfx network")
     args = ap.parse_args()
 
     benches = [load_benchmark(b) for b in args.bench]
@@ -76,6 +78,8 @@ def main() -> None:
     for model_path in args.models:
         Pipeline.embed_audio = memoised(original)  # fresh per model: its own encoder
         base = mats.load(model_path, device="cpu")
+        if args.aisfx_precision:
+            base.encoder.aisfx_precision = args.aisfx_precision
         for ov in settings:
             flags = overrides_flags(ov)
             variant = apply_overrides(base, ov)
