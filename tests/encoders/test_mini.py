@@ -277,6 +277,8 @@ def test_aisfx_towers_embed_save_and_load(tower, aisfx_weights, tmp_path):
     # bf16 weights: the aisfx network runs under autocast, its front end stays fp32
     half = build_encoder(cfg, base_dir=tmp_path).to(dtype=torch.bfloat16)
     assert half.model.aisfx.log_mel.filterbank.dtype == torch.float32
+    # the held dtype decides (aisfx_precision "fp32" is for a float32 encoder), nothing extra to key
+    assert (half.held, half.aisfx_compute(), half.audio_cache_key()) == ("bf16", "bf16", "")
     assert torch.nn.functional.cosine_similarity(half.embed_audio(windows), audio).min() > 0.99
 
 

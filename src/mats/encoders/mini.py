@@ -484,6 +484,11 @@ class MiniClapEncoder:
     def dtype(self) -> torch.dtype:
         return self.model.text_proj.weight.dtype
 
+    @property
+    def held(self) -> str:
+        """The weights' precision: "fp32" | "bf16" | "fp16"."""
+        return {v: k for k, v in DTYPES.items()}[self.dtype]
+
     def to(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> MiniClapEncoder:
         """Hold the model on `device` in `dtype`; the log-mel front ends and the text tower stay
         fp32 (spectra span a range bf16 would coarsen; the tower is small). Embeddings come back
@@ -500,9 +505,8 @@ class MiniClapEncoder:
         """The precision the aisfx network computes in: the weights' dtype when the encoder is
         held in bf16/fp16 (its front end stays fp32: autocast bridges them); in a float32
         encoder, aisfx_precision ("auto": bf16 where the device has it in hardware)."""
-        held = {v: k for k, v in DTYPES.items()}[self.dtype]
-        if held != "fp32" or self.aisfx_precision == "fp32":
-            return held
+        if self.held != "fp32" or self.aisfx_precision == "fp32":
+            return self.held
         if self.aisfx_precision == "auto" and not native_bf16(self.device):
             return "fp32"
         return "bf16"
@@ -544,9 +548,8 @@ class MiniClapEncoder:
         """What, beyond the weights, shapes the audio embeddings (keys the audio caches with the
         fingerprint): the aisfx network's precision when it is not the weights' dtype; "" when
         nothing is, so caches written before aisfx_precision existed keep their keys."""
-        held = {v: k for k, v in DTYPES.items()}[self.dtype]
-        compute = self.aisfx_compute() if self.arch.uses_aisfx else held
-        return "" if compute == held else f"aisfx-{compute}"
+        compute = self.aisfx_compute() if self.arch.uses_aisfx else self.held
+        return "" if compute == self.held else f"aisfx-{compute}"
 
     def export(self, directory: Path) -> EncoderConfig:
         """Write the trained weights and architecture into `directory`; the returned config
