@@ -32,6 +32,7 @@ import argparse
 import json
 import multiprocessing
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -253,6 +254,15 @@ def _run_lane(
     return done
 
 
+def _end_children_on_sigterm(signum: int, frame) -> None:
+    """SIGTERM (`kill`, a scheduler) ends the build's lane processes with it: without this they
+    outlive it (only Ctrl-C reaches them, through the terminal's process group) and go on writing
+    into WORK and the caches. The pool is left broken, so its shutdown does not wait for them."""
+    for child in multiprocessing.active_children():
+        child.terminate()
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = BuildPaths()
@@ -277,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
         help="lanes of one group run side by side, and processes of the views stage (1: in turn)",
     )
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _end_children_on_sigterm)
     paths = BuildPaths(
         work=args.work,
         data=args.data,

@@ -1,4 +1,8 @@
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +113,33 @@ def test_text_only_on_audiotia_twin_on_clap_audio(tmp_path):
     assert twin.data.train == [] and twin.data.audio_sources() == [str(data / "clap" / "tasks.jsonl")]
     assert twin.model.noise.sigma == 0.0 and twin.model.santa.mode == "noise_only"
     assert text.train == twin.train  # the same budget
+
+
+SIGTERM_SCRIPT = """
+import os, signal, sys, time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+from mats_lab import build_mini
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, build_mini._end_children_on_sigterm)  # as main() installs it
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)  # the lane's pid
+        pool.submit(time.sleep, 120)
+        time.sleep(120)
+"""
+
+
+def test_sigterm_ends_the_lane_processes_with_the_build(tmp_path):
+    """A build stopped with SIGTERM used to leave its lanes running, writing into WORK."""
+    script = tmp_path / "build.py"
+    script.write_text(SIGTERM_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    lane = int(proc.stdout.readline())
+    assert Path(f"/proc/{lane}").exists()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM  # not after the lane's 120 s
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{lane}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{lane}").exists()
