@@ -529,13 +529,7 @@ def fill_views(
     model = load_pretrained_aisfx(MiniClap(cfg.arch), cfg.aisfx_weights)  # the head is not used
     with torch_threads(cfg.num_threads):
         return fill_aisfx_bank(
-            [c.audio for c in clips],
-            train_idx,
-            model,
-            cfg.augment,
-            cfg.aisfx_views,
-            cfg.crop_seconds,
-            cfg.data_seed,
+            *_bank_args(cfg, clips, train_idx, model),
             Path(cfg.cache_dir).expanduser(),
             cfg.aisfx_precision,
             cfg.aisfx_batch_size,
@@ -543,6 +537,11 @@ def fill_views(
             world,
             progress,
         )
+
+
+def _bank_args(cfg: MiniClapTrainConfig, clips: list[Clip], train_idx: list[int], model: MiniClap) -> tuple:
+    """What aisfx_bank and fill_aisfx_bank take first: the same for both, so they plan the same rows."""
+    return [c.audio for c in clips], train_idx, model, cfg.augment, cfg.aisfx_views, cfg.crop_seconds, cfg.data_seed
 
 
 def train_mini_clap(
@@ -590,13 +589,7 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
         live = LiveViews([c.audio for c in clips], train_idx, model, cfg.augment, cfg.crop_seconds, cfg.seed)
     elif cfg.arch.uses_aisfx:
         bank = aisfx_bank(
-            [c.audio for c in clips],
-            train_idx,
-            model,
-            cfg.augment,
-            cfg.aisfx_views,
-            cfg.crop_seconds,
-            cfg.data_seed,
+            *_bank_args(cfg, clips, train_idx, model),
             cache_dir,
             cfg.aisfx_precision,
             cfg.aisfx_batch_size,
