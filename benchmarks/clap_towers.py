@@ -34,6 +34,7 @@ from mats.config import EncoderConfig, from_dict, load_yaml, to_dict
 from mats.data.records import read_bench
 from mats.encoders import build_encoder
 from mats_lab.clap_train import MiniClapTrainConfig, evaluate_clap, train_on_soundworld
+from mats_lab.soundworld.subsets import animal_classification
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = [  # (benchmark, its figure, a short column name)
@@ -64,13 +65,11 @@ def run_config(base: MiniClapTrainConfig, tower: str, seed: int, sets: list[str]
 
 
 def subset_benches(data: Path) -> dict[str, list[dict]]:
-    """Sound-classification subsets: "animals" (the animal clips among the animal labels, as
-    scripts/extra_benches.py writes them), "real" (clips made only of 0ad-data's recordings: real
+    """Sound-classification subsets: "animals" (animal_classification: the animal clips among
+    the animal labels, as scripts/extra_benches.py writes them), "real" (clips made only of 0ad-data's recordings: real
     recordings rather than synthesised or game-made sounds, among all labels) and "real animals"."""
-    category = {r["label"]: r["category"] for r in json.loads((data / "manifest.json").read_text())["recordings"]}
     rows = read_bench(data / "bench" / "sound_classification.jsonl")
-    animals = sorted(label for label in rows[0]["labels"] if category.get(label) == "animal")
-    animal_rows = [dict(r, labels=animals) for r in rows if r["label"] in animals]
+    animal_rows = animal_classification(data)
     real = [r for r in rows if all(s.startswith(REAL_SOURCE) for s in r["sources"])]
     real_animals = [r for r in animal_rows if all(s.startswith(REAL_SOURCE) for s in r["sources"])]
     return {"animals": animal_rows, "real": real, "real animals": real_animals}

@@ -25,19 +25,13 @@ import argparse
 import json
 from pathlib import Path
 
-from mats.data.records import read_bench, read_jsonl
+from mats.data.records import read_jsonl
+from mats_lab.soundworld.subsets import animal_classification
 
 
 def _write(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"{path}: {len(rows)} items, {len(rows[0].get('labels', [])) or 'no'} labels")
-
-
-def animal_bench(data: Path, recordings: list[dict]) -> list[dict]:
-    animals = {r["label"] for r in recordings if r["category"] == "animal"}
-    rows = read_bench(data / "bench" / "sound_classification.jsonl")  # audio paths made absolute
-    labels = sorted(animals & set(rows[0]["labels"]))
-    return [dict(r, labels=labels) for r in rows if r["label"] in labels]
 
 
 ANIMAL_QUESTION = "What animal is making this sound?"
@@ -85,7 +79,7 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     recordings = json.loads((args.data / "manifest.json").read_text())["recordings"]
-    _write(args.out / "animals.jsonl", animal_bench(args.data, recordings))
+    _write(args.out / "animals.jsonl", animal_classification(args.data))
     cls, cap = val_benches(args.data, args.clap, recordings)
     _write(args.out / "val_cls.jsonl", cls)
     _write(args.out / "val_cap.jsonl", cap)
