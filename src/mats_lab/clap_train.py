@@ -114,6 +114,9 @@ class MiniClapTrainConfig:
     ema: float = 0.998  # validate and keep an exponential moving average of the weights; 0: off
     prompt: str = ZERO_SHOT_PROMPT  # zero-shot class prompt; `{label}` is replaced; label captions train this form
     label_captions: bool = True  # also pair each training clip with the prompt of its sources' labels
+    # weight of a second loss that classifies each training clip against the prompts of EVERY
+    # training label (label_loss below), not only the few captions of its batch; 0: off
+    label_loss: float = 0.0
     manifest: str | None = None  # recording labels; default: ../manifest.json beside the first pairs file
     cache_dir: str | None = "~/.cache/mats/mini_clap"  # log-mel, aisfx and sentence caches; None: no cache
     seed: int = 0  # the model's initialisation, batch order, crops and augmentation draws
@@ -331,6 +334,23 @@ def contrastive_loss(
     loss_a = F.cross_entropy(logits, pos / pos.sum(1, keepdim=True))
     loss_t = F.cross_entropy(logits.T, pos.T / pos.T.sum(1, keepdim=True))
     return (loss_a + loss_t) / 2
+
+
+def label_loss(audio: torch.Tensor, prompts: torch.Tensor, logit_scale: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of (B, D) audio against (L, D) label prompts, targets (B, L) marking each
+    clip's labels (spread evenly over them; rows without a label are skipped).
+
+    Why: in-batch InfoNCE only pushes a clip away from the captions of its own batch, so two
+    classes that seldom share a batch (cow and elephant: 2 of 200 labels) are never told apart
+    on the text side; here every step sets each clip against every label."""
+    keep = targets.any(dim=1)  # (B,)
+    if not bool(keep.any()):
+        return audio.new_zeros(())
+    a = F.normalize(audio[keep], dim=-1)  # (b, D)
+    t = F.normalize(prompts, dim=-1)  # (L, D)
+    logits = logit_scale.exp().clamp(max=100.0) * a @ t.T  # (b, L)
+    target = targets[keep].float()
+    return F.cross_entropy(logits, target / target.sum(1, keepdim=True))
 
 
 def zero_shot_accuracy(audio: torch.Tensor, candidates: torch.Tensor, gold: list[set[int]]) -> float:
@@ -600,11 +620,19 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
     vocab = sorted({labels[r] for c in clips for r in c.sources if r in labels})
     prompts = [cfg.prompt.format(label=label) for label in vocab]
     train_captions = {i: clips[i].captions + _label_caption(clips[i], labels, cfg) for i in train_idx}
+    # the labels of the training clips only: a label seen only in validation stays out of training
+    train_vocab = sorted({labels[r] for i in train_idx for r in clips[i].sources if r in labels})
+    train_labels = torch.zeros(len(clips), len(train_vocab), dtype=torch.bool)  # (N, L) clip x label
+    for i in train_idx:
+        for r in clips[i].sources:
+            if r in labels:
+                train_labels[i, train_vocab.index(labels[r])] = True
     texts = list(
         dict.fromkeys(
             [cap for caps in train_captions.values() for cap in caps]
             + [cap for i in val_idx for cap in clips[i].captions]
             + prompts
+            + [cfg.prompt.format(label=label) for label in train_vocab]
         )
     )
     text_row = {t: i for i, t in enumerate(texts)}
@@ -613,6 +641,7 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
         tower, texts, None if cache_dir is None else cache_dir / "text", progress
     )  # (S, 384)
 
+    train_prompt_rows = torch.tensor([text_row[cfg.prompt.format(label=label)] for label in train_vocab])  # (L,)
     val_pos = {clip: i for i, clip in enumerate(val_idx)}
     single = [i for i in val_idx if len(clips[i].sources) == 1 and clips[i].sources[0] in labels]
     val = _Validation(
@@ -671,9 +700,11 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
             elif live is not None:
                 a = live.views(batch)  # (B, 512), through the trained last block
             positives = rows[:, None] == rows[None, :]  # (B, B): the diagonal and shared captions
-            loss = contrastive_loss(
-                model.encode(x, a), model.encode_sentences(sentences[rows]), model.logit_scale, positives
-            )
+            audio = model.encode(x, a)  # (B, D)
+            loss = contrastive_loss(audio, model.encode_sentences(sentences[rows]), model.logit_scale, positives)
+            if cfg.label_loss > 0:
+                prompt_emb = model.encode_sentences(sentences[train_prompt_rows])  # (L, D)
+                loss = loss + cfg.label_loss * label_loss(audio, prompt_emb, model.logit_scale, train_labels[batch])
 
             lr = lr_at(step, cfg.warmup_steps, cfg.steps, "cosine", peak=cfg.lr)
             for group in optimizer.param_groups:
