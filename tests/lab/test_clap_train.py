@@ -32,6 +32,7 @@ from mats_lab.clap_train import (
     crop_batch,
     evaluate_clap,
     fill_views,
+    label_loss,
     read_clips,
     retrieval_recall,
     shift_bins,
@@ -222,6 +223,21 @@ def test_contrastive_loss_matches_cross_entropy():
     torch.testing.assert_close(contrastive_loss(a, t, scale, pos), manual)
 
 
+def test_label_loss_by_hand_and_skips_unlabelled_clips():
+    torch.manual_seed(0)
+    a, prompts = torch.randn(3, 8), torch.randn(4, 8)
+    scale = torch.tensor(math.log(10.0))
+    targets = torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 1]], dtype=torch.bool)  # clip 1: no label
+    logits = 10.0 * F.normalize(a, dim=-1) @ F.normalize(prompts, dim=-1).T  # (3, 4)
+    manual = (-logits[0].log_softmax(0)[0] - logits[2].log_softmax(0)[[1, 3]].mean()) / 2
+    torch.testing.assert_close(label_loss(a, prompts, scale, targets), manual)
+    # a clip on its own label's prompt scores lower than one on another label's
+    aligned = label_loss(prompts[:2], prompts, scale, torch.eye(4, dtype=torch.bool)[:2])
+    crossed = label_loss(prompts[:2].flip(0), prompts, scale, torch.eye(4, dtype=torch.bool)[:2])
+    assert aligned < crossed
+    assert label_loss(a, prompts, scale, torch.zeros(3, 4, dtype=torch.bool)).item() == 0.0
+
+
 def test_ema_update_averages_parameters_and_buffers():
     a, b = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
     with torch.no_grad():
@@ -321,6 +337,16 @@ def test_training_lowers_the_loss_and_writes_a_loadable_encoder(world, trained):
     # the saved weights are the best validation checkpoint's: re-measuring reproduces its score
     best = next(h for h in history if h["step"] == summary["best_step"])
     assert summary["val_score"] == best["val_score"]
+
+
+def test_label_loss_changes_training_and_stays_deterministic(world, tmp_path):
+    base = tiny_cfg(tmp_path, augment=AugmentConfig(enabled=False), steps=10, eval_every=10)
+    off = train_mini_clap(pairs(world), tmp_path / "off", base, progress=False)
+    cfg = replace(base, label_loss=1.0)
+    on = train_mini_clap(pairs(world), tmp_path / "on", cfg, progress=False)
+    again = train_mini_clap(pairs(world), tmp_path / "again", cfg, progress=False)
+    assert on["fingerprint"] == again["fingerprint"] != off["fingerprint"]
+    assert on["first_loss"] > off["first_loss"]  # the label term adds to the same InfoNCE draws
 
 
 def test_training_is_deterministic(world, trained, tmp_path):
