@@ -336,7 +336,9 @@ def contrastive_loss(
     return (loss_a + loss_t) / 2
 
 
-def label_loss(audio: torch.Tensor, prompts: torch.Tensor, logit_scale: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def label_loss(
+    audio: torch.Tensor, prompts: torch.Tensor, logit_scale: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
     """Cross-entropy of (B, D) audio against (L, D) label prompts, targets (B, L) marking each
     clip's labels (spread evenly over them; rows without a label are skipped).
 
