@@ -340,7 +340,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_encoder(world, trained):
 
 
 def test_label_loss_changes_training_and_stays_deterministic(world, tmp_path):
-    base = tiny_cfg(tmp_path, augment=AugmentConfig(enabled=False), steps=10, eval_every=10)
+    base = tiny_cfg(tmp_path, augment=AugmentConfig(enabled=False), steps=10, eval_every=10, label_loss=0.0)
     off = train_mini_clap(pairs(world), tmp_path / "off", base, progress=False)
     cfg = replace(base, label_loss=1.0)
     on = train_mini_clap(pairs(world), tmp_path / "on", cfg, progress=False)
