@@ -13,6 +13,9 @@
    with gradient checkpointing: samples/s (median of the logged windows after the first), MFU
    (model FLOPs from mats.plan at the rows' real mean length, over the GPU's dense bf16 peak),
    peak memory (torch.cuda.max_memory_allocated) beside mats.plan's estimate for the same run.
+   Then the plain run again at each --micro-batches size (default 128: the whole batch in one
+   pass), to see whether the host or the GPU bounds a step (the H100 run of docs/experiments.md
+   section 15 reached 3.2% MFU at micro-batch 32, host-bound by its timings).
 3. Trains the first --compare-steps steps on the device and on the CPU, dropout off (a CUDA and a
    CPU generator never draw the same masks), and checks the losses agree within bf16 tolerance.
 4. Loads the trained model and captions a batch of 32 random 7 s waveforms (HTSAT, Santa, the
@@ -238,6 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peak-tflops", type=float, default=None, help="Override the bf16 peak of the table.")
     ap.add_argument("--out", type=Path, default=None, help="Keep the runs here (default: a temporary folder).")
     ap.add_argument("--json", type=Path, default=None, help="Also write the summary here.")
+    ap.add_argument(
+        "--micro-batches",
+        type=int,
+        nargs="*",
+        default=None,
+        help="Also train the plain run at these micro-batch sizes (default 128; --small: none).",
+    )
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -269,9 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     cache = work / "cache"
 
     runs, tokens = {}, None
-    for name, ckpt in (("plain", False), ("checkpointing", True)):
-        run = run_config(args, clap, lm, cache, [f"train.gradient_checkpointing={str(ckpt).lower()}"])
-        res = train_once(run, work / name, args.steps, device)
+    extra = args.micro_batches if args.micro_batches is not None else ([] if args.small else [128])
+    plan = [("plain", False, []), ("checkpointing", True, [])]
+    plan += [(f"plain, micro-batch {mb}", False, [f"train.micro_batch_size={mb}"]) for mb in extra]
+    for name, ckpt, over in plan:
+        run = run_config(args, clap, lm, cache, [f"train.gradient_checkpointing={str(ckpt).lower()}", *over])
+        res = train_once(run, work / name.replace(", micro-batch ", "-mb"), args.steps, device)
         sizes = measure(run)
         tokens = tokens or row_tokens(res["final"], run)  # the same records and tokenizer in both runs
         mean_row, mean_answer = tokens
@@ -281,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         plan_mem = memory_per_gpu(sizes, run, 1, "ddp", ckpt, round(mean_row), "fused")["total"]
         runs[name] = {
             "steps": args.steps,
+            "micro_batch": run.train.micro_batch_size,
             "wall_s": round(res["wall_s"], 1),
             "samples_per_s": round(sps, 1),
             "mean_row_tokens": round(mean_row, 1),

@@ -2,6 +2,7 @@
 faiss, soundfile, soxr or pycocoevalcap), on the CPU with its smallest settings, so it cannot rot."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ def run_without_absent_modules(code: str, timeout: int = 300) -> subprocess.Comp
 def test_gpu_check_runs_on_the_cpu_without_the_absent_modules(tmp_path):
     summary = tmp_path / "summary.json"
     args = ["--device", "cpu", "--small", "--steps", "3", "--compare-steps", "2", "--json", str(summary)]
+    args += ["--micro-batches", "8"]  # the small batch (8) in one pass
     r = run_without_absent_modules(
         f"import runpy\nsys.argv = ['gpu_check.py', *{args!r}]\n"
         "runpy.run_path('benchmarks/gpu_check.py', run_name='__main__')"
@@ -32,6 +34,9 @@ def test_gpu_check_runs_on_the_cpu_without_the_absent_modules(tmp_path):
     plain, ckpt = doc["train"]["plain"], doc["train"]["checkpointing"]
     assert plain["samples_per_s"] > 0 and ckpt["samples_per_s"] > 0
     assert plain["model_tflop_per_step"] > 0 and plain["plan_memory_gib"] > 0
+    whole = doc["train"]["plain, micro-batch 8"]
+    assert (plain["micro_batch"], whole["micro_batch"]) == (4, 8) and whole["samples_per_s"] > 0
+    assert math.isfinite(whole["last_loss"]) and whole["last_loss"] > 0  # (dropout draws differ from plain's)
     # recomputing the activations replays dropout's RNG: the same losses, within float noise
     assert abs(plain["last_loss"] - ckpt["last_loss"]) < 1e-4 * abs(plain["last_loss"])
     check = doc["loss_check"]
