@@ -587,6 +587,8 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
         raise ClapTrainError("train_mini_clap needs at least one pairs file")
     if cfg.steps < 1 or cfg.batch_size < 2:
         raise ClapTrainError(f"need steps >= 1 and batch_size >= 2, got {cfg.steps} and {cfg.batch_size}")
+    if cfg.label_loss < 0:
+        raise ClapTrainError(f"label_loss must be >= 0 (0: off), got {cfg.label_loss}")
     if "{label}" not in cfg.prompt:
         raise ClapTrainError(f"prompt must contain {{label}}, got {cfg.prompt!r}")
     out = Path(out)
@@ -625,17 +627,17 @@ def _train(pairs: list[Path], out: Path, cfg: MiniClapTrainConfig, progress: boo
     train_captions = {i: clips[i].captions + _label_caption(clips[i], labels, cfg) for i in train_idx}
     # the labels of the training clips only: a label seen only in validation stays out of training
     train_vocab = sorted({labels[r] for i in train_idx for r in clips[i].sources if r in labels})
+    label_column = {label: j for j, label in enumerate(train_vocab)}
     train_labels = torch.zeros(len(clips), len(train_vocab), dtype=torch.bool)  # (N, L) clip x label
     for i in train_idx:
         for r in clips[i].sources:
             if r in labels:
-                train_labels[i, train_vocab.index(labels[r])] = True
+                train_labels[i, label_column[labels[r]]] = True
     texts = list(
         dict.fromkeys(
             [cap for caps in train_captions.values() for cap in caps]
             + [cap for i in val_idx for cap in clips[i].captions]
-            + prompts
-            + [cfg.prompt.format(label=label) for label in train_vocab]
+            + prompts  # (train_vocab's prompts among them: train_vocab is a part of vocab)
         )
     )
     text_row = {t: i for i, t in enumerate(texts)}

@@ -377,6 +377,8 @@ def test_training_config_errors(world, tmp_path):
         train_mini_clap(pairs(world), tmp_path / "x", tiny_cfg(tmp_path, batch_size=64), progress=False)
     with pytest.raises(ClapTrainError, match="label"):
         train_mini_clap(pairs(world), tmp_path / "x", tiny_cfg(tmp_path, prompt="no placeholder"), progress=False)
+    with pytest.raises(ClapTrainError, match="label_loss must be >= 0"):
+        train_mini_clap(pairs(world), tmp_path / "x", tiny_cfg(tmp_path, label_loss=-1.0), progress=False)
     with pytest.raises(ClapTrainError, match="no validation clips"):
         train_mini_clap(pairs(world), tmp_path / "x", tiny_cfg(tmp_path, val_fraction=0.0), progress=False)
 
