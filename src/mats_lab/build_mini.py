@@ -20,7 +20,7 @@ Stages (each skipped when its output exists, so an interrupted build resumes whe
                  (clap/tasks.jsonl)                                   -> WORK/mats-audio/
   8. ship        fp16 copies into SHIP_TO/{mats-mini, mats-audio-mini} (+ a demo clip)
 Stages 3-4 (one lane) run side by side with 5, and 6 with 7, one torch thread each (`--jobs 1`:
-in turn): each needs only what earlier stages built. The bank is most of mini-CLAP's cost and
+in turn, still one thread each, so the weights are the same): each needs only what earlier stages built. The bank is most of mini-CLAP's cost and
 would leave a core idle once mini-LM is done, so it is a stage of its own that every core shares.
 Every stage prints what it built; WORK/build.json collects the figures, the wall time of the last
 run (`last_run`) and of the last whole build (`total_seconds`).
@@ -309,16 +309,19 @@ def main(argv: list[str] | None = None) -> None:
 
     for group in GROUPS:
         lanes = [pending for lane in group if (pending := [s for s in lane if todo(s)])]
+        # The lanes of a group train on one torch thread each, side by side or not: a float sum's
+        # bits follow the thread count, so a resumed build (one lane left) or `--jobs 1` gives
+        # the weights a whole build gives. (Two lanes share the 2 cores; oversubscribed threads
+        # wait on each other.)
+        threads = 1 if len(group) > 1 else None
         if len(lanes) > 1 and args.jobs > 1:
             print(f"[{' | '.join(' -> '.join(lane) for lane in lanes)}] side by side, one torch thread each")
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(len(lanes), mp_context=ctx) as pool:
-                # Two lanes share the 2 cores: one torch thread each (oversubscribed threads wait
-                # on each other).
-                futures = [pool.submit(_run_lane, lane, paths, 1) for lane in lanes]
+                futures = [pool.submit(_run_lane, lane, paths, threads) for lane in lanes]
                 done = [row for f in futures for row in f.result()]
         else:
-            done = [row for lane in lanes for row in _run_lane(lane, paths, jobs=args.jobs)]
+            done = [row for lane in lanes for row in _run_lane(lane, paths, threads, jobs=args.jobs)]
         for stage, result, seconds in done:
             _log(summary, stage, result, seconds, work)
             ran.append(stage)

@@ -70,6 +70,34 @@ def test_build_resumes_skips_built_stages_and_honours_until_and_force(fake_stage
     assert summary["last_run"]["stages"] == ["clap"] and summary["total_seconds"] == whole
 
 
+def test_lanes_train_on_one_thread_however_many_are_pending(monkeypatch, tmp_path):
+    """A resumed build (one lane of a group left) or --jobs 1 runs a lane on the one torch thread
+    a whole parallel build gives it: the trained weights must not depend on what was built before."""
+    import torch
+
+    threads: dict[str, int] = {}
+
+    def fake(stage, paths, jobs=1):
+        threads[stage] = torch.get_num_threads()
+        out = build_mini.stage_output(stage, paths)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("{}")
+        return {}
+
+    monkeypatch.setattr(build_mini, "run_stage", fake)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _main(tmp_path, "--until", "clap")  # clap alone: its lane partner lm is not pending
+        _main(tmp_path)  # embed alone in its lane, then lm, mats, audio, ship
+    finally:
+        torch.set_num_threads(before)
+    assert {s: threads[s] for s in ("clap", "embed", "lm", "mats", "audio")} == dict.fromkeys(
+        ("clap", "embed", "lm", "mats", "audio"), 1
+    )
+    assert threads["soundworld"] == threads["ship"] == 2  # single-lane stages keep the process's threads
+
+
 def test_lanes_cover_every_stage_once_after_what_they_need():
     lanes = [lane for group in build_mini.GROUPS for lane in group]
     flat = [s for lane in lanes for s in lane]
