@@ -323,14 +323,18 @@ def _mask(x: torch.Tensor, dim: int, max_width: int, fill: torch.Tensor, generat
 # loss and metrics (pure)
 
 
+def scaled_cosines(audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """(A, D) audio x (T, D) text -> (A, T) cosines times the learnt scale (capped at 100, CLIP's
+    bound, so the temperature cannot collapse)."""
+    return logit_scale.exp().clamp(max=100.0) * F.normalize(audio, dim=-1) @ F.normalize(text, dim=-1).T
+
+
 def contrastive_loss(
     audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, positives: torch.Tensor
 ) -> torch.Tensor:
     """Symmetric InfoNCE over (B, D) audio and text embeddings. positives (B, B) bool marks
     matching pairs (the diagonal, plus pairs sharing a caption); targets spread evenly over them."""
-    a = F.normalize(audio, dim=-1)  # (B, D)
-    t = F.normalize(text, dim=-1)  # (B, D)
-    logits = logit_scale.exp().clamp(max=100.0) * a @ t.T  # (B, B) audio x text
+    logits = scaled_cosines(audio, text, logit_scale)  # (B, B) audio x text
     pos = positives.float()
     loss_a = F.cross_entropy(logits, pos / pos.sum(1, keepdim=True))
     loss_t = F.cross_entropy(logits.T, pos.T / pos.T.sum(1, keepdim=True))
@@ -349,9 +353,7 @@ def label_loss(
     keep = targets.any(dim=1)  # (B,)
     if not bool(keep.any()):
         return audio.new_zeros(())
-    a = F.normalize(audio[keep], dim=-1)  # (b, D)
-    t = F.normalize(prompts, dim=-1)  # (L, D)
-    logits = logit_scale.exp().clamp(max=100.0) * a @ t.T  # (b, L)
+    logits = scaled_cosines(audio[keep], prompts, logit_scale)  # (b, L)
     target = targets[keep].float()
     return F.cross_entropy(logits, target / target.sum(1, keepdim=True))
 
