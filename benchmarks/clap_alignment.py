@@ -25,17 +25,21 @@ import torch.nn.functional as F
 
 from mats.audio import load_audio, to_windows
 from mats.config import AudioConfig
+from mats.data.instructions import ZERO_SHOT_PROMPT
 from mats.encoders.mini import AISFX_WINDOW_BATCH, MiniClapEncoder, load_mini_clap
 
 HEARING = AudioConfig(clip_seconds=5.0, long_mode="mean_pool", max_windows=2)  # configs/mats-mini.yaml's
 
 
 def embed(encoder: MiniClapEncoder, path: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """A recording's (512,) aisfx embedding and (D,) joint-space embedding, window means."""
+    """A recording's (512,) aisfx embedding and (D,) joint-space embedding, window means; the
+    joint one is the head on the same aisfx rows (what encoder.embed_audio computes), so the
+    aisfx network runs once per window."""
     windows = to_windows(load_audio(path, encoder.sample_rate), encoder.sample_rate, HEARING)  # (W, n)
     with torch.no_grad():
-        aisfx = encoder.model.embed_aisfx(windows, encoder.aisfx_compute(), AISFX_WINDOW_BATCH).mean(0)
-    return aisfx, encoder.embed_audio(windows).mean(0)
+        aisfx = encoder.model.embed_aisfx(windows, encoder.aisfx_compute(), AISFX_WINDOW_BATCH)  # (W, 512)
+        joint = encoder.model.encode(aisfx=aisfx.to(encoder.dtype)).float()  # (W, D)
+    return aisfx.mean(0), joint.mean(0)
 
 
 def nearest_label(queries: torch.Tensor, keys: torch.Tensor, key_labels: list[str]) -> list[str]:
@@ -89,7 +93,7 @@ def main() -> None:
         prompt = (
             json.loads((clap / "train_config.json").read_text())["prompt"]
             if (clap / "train_config.json").is_file()
-            else "{label}"
+            else ZERO_SHOT_PROMPT  # MiniClapTrainConfig's default
         )
         r = report(clap, recordings, prompt)
         print(
