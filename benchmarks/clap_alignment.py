@@ -37,7 +37,9 @@ def embed(encoder: MiniClapEncoder, path: str) -> tuple[torch.Tensor, torch.Tens
     aisfx network runs once per window."""
     windows = to_windows(load_audio(path, encoder.sample_rate), encoder.sample_rate, HEARING)  # (W, n)
     with torch.no_grad():
-        aisfx = encoder.model.embed_aisfx(windows, encoder.aisfx_compute(), AISFX_WINDOW_BATCH)  # (W, 512)
+        aisfx = encoder.model.embed_aisfx(
+            windows, encoder.aisfx_compute(), AISFX_WINDOW_BATCH, encoder.aisfx_tower()
+        )  # (W, 512)
         joint = encoder.model.encode(aisfx=aisfx.to(encoder.dtype)).float()  # (W, D)
     return aisfx.mean(0), joint.mean(0)
 

@@ -212,6 +212,36 @@ def test_embed_clips_batches_and_pools(tiny_net):
     assert torch.nn.functional.cosine_similarity(bf16, a).min() > 0.99
 
 
+def test_folded_tower_computes_the_same_embeddings(tiny_net):
+    """Folding each batch norm into its convolution changes no embedding beyond float rounding in
+    fp32 and stays within bf16 rounding in bf16; the tower it was folded from is left as it was."""
+    tower = A.AisfxTower(TINY)
+    tower.net.load_state_dict(tiny_net.state_dict())
+    g = torch.Generator().manual_seed(0)
+    for bn in (m for m in tower.net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        # norms far from the identity, so a norm dropped rather than folded shows
+        bn.running_mean.copy_(torch.randn(bn.num_features, generator=g))
+        bn.running_var.copy_(torch.rand(bn.num_features, generator=g) * 2 + 0.5)
+        bn.weight.data.copy_(torch.randn(bn.num_features, generator=g))
+        bn.bias.data.copy_(torch.randn(bn.num_features, generator=g))
+    tower.eval()
+    before = {k: v.clone() for k, v in tower.state_dict().items()}
+    clips = [_long_clip(5.0), _long_clip(3.5)]
+    ref = A.embed_clips(tower, clips)  # (2, 16)
+
+    exact = A.folded_tower(tower, torch.float32)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in exact.modules())
+    torch.testing.assert_close(A.embed_clips(exact, clips), ref, atol=1e-5, rtol=1e-4)
+
+    fast = A.folded_tower(tower)  # bf16
+    weight = fast.net.conv_block2.conv1.weight
+    assert weight.dtype == torch.bfloat16 and weight.is_contiguous(memory_format=torch.channels_last)
+    out = A.embed_clips(fast, clips, precision="bf16")
+    assert out.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(out, ref).min() > 0.99
+    assert all(torch.equal(v, before[k]) for k, v in tower.state_dict().items())
+
+
 # --- the real checkpoint (skipped without it) ---------------------------------------------------
 
 

@@ -279,6 +279,7 @@ def test_aisfx_towers_embed_save_and_load(tower, aisfx_weights, tmp_path):
     assert half.model.aisfx.log_mel.filterbank.dtype == torch.float32
     # the held dtype decides (aisfx_precision "fp32" is for a float32 encoder), nothing extra to key
     assert (half.held, half.aisfx_compute(), half.audio_cache_key()) == ("bf16", "bf16", "")
+    assert half.aisfx_tower() is None  # its own network is the bf16 one: nothing to fold
     assert torch.nn.functional.cosine_similarity(half.embed_audio(windows), audio).min() > 0.99
 
 
@@ -344,8 +345,13 @@ def test_aisfx_precision_auto_follows_the_hardware_and_keys_the_audio_cache(nati
     fp32, bf16, auto = (MiniClapEncoder(model, aisfx_precision=p) for p in ("fp32", "bf16", "auto"))
     assert (fp32.aisfx_compute(), bf16.aisfx_compute()) == ("fp32", "bf16")
     assert auto.aisfx_compute() == ("bf16" if native else "fp32")
-    assert fp32.audio_cache_key() == "" and bf16.audio_cache_key() == "aisfx-bf16"
-    assert auto.audio_cache_key() == ("aisfx-bf16" if native else "")
+    assert fp32.audio_cache_key() == "" and bf16.audio_cache_key() == "aisfx-bf16-folded"
+    assert auto.audio_cache_key() == ("aisfx-bf16-folded" if native else "")
+    # bf16 runs a folded bf16 copy of the network, built once and rebuilt after a move
+    assert fp32.aisfx_tower() is None and bf16.aisfx_tower() is bf16.aisfx_tower()
+    assert bf16.aisfx_tower().net.conv_block1.conv1.weight.dtype == torch.bfloat16
+    folded = bf16.aisfx_tower()
+    assert bf16.to(torch.device("cpu")).aisfx_tower() is not folded
     assert fp32.fingerprint() == bf16.fingerprint() == auto.fingerprint()
 
     z32, z16 = fp32.embed_audio(windows), bf16.embed_audio(windows)

@@ -225,7 +225,32 @@ class AisfxTower(nn.Module):
         self.net = EmbeddingNet(cfg).to(memory_format=torch.channels_last)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        return self.net(self.log_mel(windows))  # (B, 8w)
+        mels = self.log_mel(windows)  # (B, T, 96) fp32
+        return self.net(mels.to(self.net.conv_block1.conv1.weight.dtype))  # (B, 8w)
+
+
+def folded_tower(tower: AisfxTower, dtype: torch.dtype = torch.bfloat16) -> AisfxTower:
+    """A frozen inference copy of `tower`: each batch norm folded into the convolution before it
+    (torch's `fuse_conv_bn_eval`: the convolution gains a bias, the norm becomes the identity), the
+    network held in `dtype`, channels-last, on the tower's device; the front end stays fp32.
+
+    Why: on a CPU with bf16 in hardware the unfolded network under a bf16 autocast spends a quarter
+    of its time on the norms and on casting weights at every call; the folded bf16 copy computes the
+    same embeddings to bf16 rounding, faster (docs/experiments.md, "Latency"). For inference only:
+    the copy's weights no longer train like the original's."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from mats.devices import module_device
+
+    copy = AisfxTower(tower.net.cfg).to(module_device(tower))
+    copy.net.load_state_dict(tower.net.state_dict())
+    copy.eval()
+    for block in (copy.net.conv_block1, copy.net.conv_block2, copy.net.conv_block3, copy.net.conv_block4):
+        block.conv1 = fuse_conv_bn_eval(block.conv1, block.bn1)
+        block.conv2 = fuse_conv_bn_eval(block.conv2, block.bn2)
+        block.bn1, block.bn2 = nn.Identity(), nn.Identity()
+    copy.net.to(dtype=dtype, memory_format=torch.channels_last)
+    return copy.requires_grad_(False)
 
 
 # --------------------------------------------------------------------------------------------

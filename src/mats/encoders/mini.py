@@ -317,11 +317,18 @@ class MiniClap(nn.Module):
         features = torch.cat([self.scratch_norm(self.audio_tower(mels)), self.aisfx_norm(aisfx)], dim=-1)
         return self.audio_proj(self.dropout(features))  # (B, D)
 
-    def embed_aisfx(self, waves: np.ndarray, precision: str = "fp32", batch_size: int = 64) -> torch.Tensor:
+    def embed_aisfx(
+        self,
+        waves: np.ndarray,
+        precision: str = "fp32",
+        batch_size: int = 64,
+        tower: aisfx_net.AisfxTower | None = None,
+    ) -> torch.Tensor:
         """(B, n) waves at mel.sample_rate -> (B, 512) aisfx embeddings, each the mean over the
-        wave's aisfx blocks (resampled to 44.1 kHz first: aisfx_waves), on the tower's device."""
+        wave's aisfx blocks (resampled to 44.1 kHz first: aisfx_waves), on the tower's device.
+        `tower`: another copy of the network to run (an inference copy: aisfx_net.folded_tower)."""
         return aisfx_net.embed_clips(
-            self.aisfx,
+            tower or self.aisfx,
             aisfx_waves(waves, self.arch.mel.sample_rate),
             batch_size,
             precision,
@@ -473,6 +480,7 @@ class MiniClapEncoder:
         self.sample_rate = int(model.arch.mel.sample_rate)
         self.text_tower = text_tower or MiniLMTower()
         self._fingerprint: str | None = None
+        self._folded: aisfx_net.AisfxTower | None = None  # the bf16 inference copy, built on first use
 
     # ---- placement
 
@@ -498,6 +506,7 @@ class MiniClapEncoder:
             front_ends = [m for m in self.model.modules() if isinstance(m, (LogMel, aisfx_net.LogMel))]
             cast_module(self.model, dtype, keep=front_ends)
         self.model.to(device=device)
+        self._folded = None  # rebuilt from the weights where they are now
         self.text_tower.to(self.device)
         return self
 
@@ -510,6 +519,16 @@ class MiniClapEncoder:
         if self.aisfx_precision == "auto" and not native_bf16(self.device):
             return "fp32"
         return "bf16"
+
+    def aisfx_tower(self) -> aisfx_net.AisfxTower | None:
+        """The network embed_audio runs instead of the model's own: in a float32 encoder that
+        computes aisfx in bf16, a copy with the batch norms folded and the weights in bf16
+        (aisfx_net.folded_tower: faster, the same embeddings to bf16 rounding); else None."""
+        if not self.arch.uses_aisfx or self.held != "fp32" or self.aisfx_compute() != "bf16":
+            return None
+        if self._folded is None:
+            self._folded = aisfx_net.folded_tower(self.model.aisfx, torch.bfloat16)
+        return self._folded
 
     # ---- embeddings
 
@@ -524,7 +543,8 @@ class MiniClapEncoder:
             if self.arch.uses_scratch:
                 mels = self.model.log_mel(to_device(chunk, self.device)).to(self.dtype)  # (b, M, T) from fp32
             if self.arch.uses_aisfx:
-                aisfx = self.model.embed_aisfx(chunk.numpy(), precision, AISFX_WINDOW_BATCH).to(self.dtype)  # (b, 512)
+                aisfx = self.model.embed_aisfx(chunk.numpy(), precision, AISFX_WINDOW_BATCH, self.aisfx_tower())
+                aisfx = aisfx.to(self.dtype)  # (b, 512)
             out.append(self.model.encode(mels, aisfx).float().cpu())  # (b, D)
         return torch.cat(out) if out else torch.empty(0, self.dim)  # (B, D)
 
@@ -546,10 +566,11 @@ class MiniClapEncoder:
 
     def audio_cache_key(self) -> str:
         """What, beyond the weights, shapes the audio embeddings (keys the audio caches with the
-        fingerprint): the aisfx network's precision when it is not the weights' dtype; "" when
-        nothing is, so caches written before aisfx_precision existed keep their keys."""
+        fingerprint): the aisfx network's precision when it is not the weights' dtype, which is
+        then always the folded bf16 copy (aisfx_tower); "" when nothing is, so caches written
+        before aisfx_precision existed keep their keys."""
         compute = self.aisfx_compute() if self.arch.uses_aisfx else self.held
-        return "" if compute == self.held else f"aisfx-{compute}"
+        return "" if compute == self.held else f"aisfx-{compute}-folded"
 
     def export(self, directory: Path) -> EncoderConfig:
         """Write the trained weights and architecture into `directory`; the returned config
