@@ -226,24 +226,6 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(pipeline, 
     assert stats.jobs == len(questions) and stats.batches < len(questions)
 
 
-def test_a_failing_batch_is_rerun_one_job_at_a_time():
-    from mats.serve.batcher import Batcher
-
-    def run_batch(jobs):
-        if any(j.verb == "bad" for j in jobs):
-            raise ValueError("bad job")
-        return [j.instruction.upper() for j in jobs]
-
-    b = Batcher(run_batch, batch_size=8, queue_depth=8, gather_ms=200)
-    good = b.submit(Job("ask", [np.zeros(4)], "fine"))
-    bad = b.submit(Job("bad", [np.zeros(4)], "boom"))
-    assert good.result(5) == "FINE"
-    with pytest.raises(ValueError, match="bad job"):
-        bad.result(5)
-    assert b.stats.failed_batches == 1
-    b.close()
-
-
 # ------------------------------------------------------------------------------- the CLI
 
 

@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mats.serve.batcher import Batcher, Job, QueueFull
 from mats.serve.config import ServeConfig
-from mats.serve.engine import instruction_for, run_jobs
+from mats.serve.engine import embed_jobs, instruction_for, run_jobs
 
 STATIC = Path(__file__).parent / "static"
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and text fields on top of the audio bytes
@@ -120,7 +120,13 @@ def _question(question: str, cfg: ServeConfig) -> str:
 def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
     """The app over a loaded `mats.api.Pipeline`; its worker thread starts now."""
     cfg = cfg or ServeConfig()
-    batcher = Batcher(lambda jobs: run_jobs(pipeline, jobs), cfg.batch_size, cfg.queue_depth, cfg.gather_ms)
+    batcher = Batcher(
+        lambda jobs: run_jobs(pipeline, jobs),
+        cfg.batch_size,
+        cfg.queue_depth,
+        cfg.gather_ms,
+        prepare=lambda jobs: embed_jobs(pipeline, jobs),
+    )
     started = time.monotonic()
     rate = pipeline.encoder.sample_rate
 

@@ -1,17 +1,24 @@
 """A bounded request queue drained by one worker thread that owns the model.
 
 Requests (`Job`s) wait in a queue of at most `queue_depth`; a full queue refuses at once (the app
-answers 503 with Retry-After), so load never builds an unbounded backlog. The worker takes the
-first waiting job, gathers more for up to `gather_ms` or until `batch_size` audio items, and runs
-them through one batched call. When a batch fails, its jobs are re-run one at a time, so a bad
-request gets its own error and never another request's.
+answers 503 with Retry-After), so load never builds an unbounded backlog.
+
+The worker builds a batch of up to `batch_size` audio items in rounds: it takes the first job and
+every job waiting behind it, runs `prepare` on them (the per-item work that gains nothing from
+batching: embedding their audio), then takes the jobs that arrived meanwhile, or the first to
+arrive within `gather_ms`, and prepares those; when a round finds none, one batched call
+(`run_batch`: generation) answers them all. Gathering while preparing matters under load: clients
+answered together send their next requests a few ms apart, and a fixed gathering window after
+the first would split them into two half batches, each paying the whole batched call.
+
+When a batch fails, its jobs are re-run one at a time, so a bad request gets its own error and
+never another request's; so are the jobs of a round whose preparation fails.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -34,9 +41,11 @@ class Job:
     candidates: list[str] | None = None  # labels (classify) or choices (choose)
     explain: bool = False  # also return Santa's neighbours
     future: Future = field(default_factory=Future)
+    prepared: Any = None  # what `prepare` made of the job (its audio embeddings), before the batched call
 
 
 RunBatch = Callable[[list[Job]], list[Any]]  # jobs -> one result per job
+Prepare = Callable[[list[Job]], list[Any]]  # jobs -> each job's `prepared`
 
 
 @dataclass
@@ -49,8 +58,16 @@ class BatchStats:
 
 
 class Batcher:
-    def __init__(self, run_batch: RunBatch, batch_size: int, queue_depth: int, gather_ms: float) -> None:
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        batch_size: int,
+        queue_depth: int,
+        gather_ms: float,
+        prepare: Prepare | None = None,
+    ) -> None:
         self.run_batch = run_batch
+        self.prepare = prepare
         self.batch_size = batch_size
         self.gather_s = gather_ms / 1000.0
         self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_depth)
@@ -79,16 +96,29 @@ class Batcher:
     # ---------------------------------------------------------------- the worker
 
     def _next_batch(self) -> list[Job] | None:
+        """The next batch, prepared round by round (module docstring); None when closing."""
         first = self._held or self.queue.get()
         self._held = None
         if first is None:
             return None
-        jobs, items = [first], len(first.audio)
-        deadline = time.monotonic() + self.gather_s
+        batch, arrived = [], self._take([first], 0)
+        while arrived:
+            # A job whose client gave up (time limit) was cancelled: skip it.
+            batch += self._prepare([j for j in arrived if j.future.set_running_or_notify_cancel()])
+            if self._held is not None or self._stopping:
+                break
+            arrived = self._take([], sum(len(j.audio) for j in batch))
+        return batch
+
+    def _take(self, jobs: list[Job], items: int) -> list[Job]:
+        """`jobs` and those waiting behind them (waiting up to gather_ms for the first when `jobs`
+        is empty), up to batch_size items in all with the `items` already taken. A job that does
+        not fit is held for the next batch; the closing sentinel stops the gathering."""
+        items += sum(len(j.audio) for j in jobs)
         while items < self.batch_size:
-            left = deadline - time.monotonic()
             try:
-                job = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
+                wait = not jobs and self.gather_s > 0
+                job = self.queue.get(timeout=self.gather_s) if wait else self.queue.get_nowait()
             except queue.Empty:
                 break
             if job is None:  # closing: finish this batch, then stop
@@ -101,13 +131,27 @@ class Batcher:
             items += len(job.audio)
         return jobs
 
+    def _prepare(self, jobs: list[Job]) -> list[Job]:
+        """The jobs with `prepared` set; a job whose preparation fails gets its error and leaves."""
+        if self.prepare is None or not jobs:
+            return jobs
+        try:
+            prepared = self.prepare(jobs)
+        except Exception as err:
+            if len(jobs) == 1:
+                jobs[0].future.set_exception(err)
+                return []
+            # one at a time: each job gets its own preparation or its own error
+            return [job for one in jobs for job in self._prepare([one])]
+        for job, value in zip(jobs, prepared, strict=True):
+            job.prepared = value
+        return jobs
+
     def _loop(self) -> None:
         while True:
             jobs = self._next_batch()
             if jobs is None:
                 return
-            # A job whose client gave up (time limit) was cancelled: skip it.
-            jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
             if jobs:
                 self._run(jobs)
             if self._stopping:

@@ -14,7 +14,8 @@ class ServeConfig:
     host: str = "127.0.0.1"  # loopback by default: exposing the server is the user's choice
     port: int = 8000
     # Batching: one worker thread owns the model; requests wait in a bounded queue, and the worker
-    # gathers up to `batch_size` of them (waiting at most `gather_ms` after the first) per call.
+    # gathers up to `batch_size` audio items per call, embedding them as they arrive and waiting
+    # at most `gather_ms` for the next (mats/serve/batcher.py).
     batch_size: int = 32
     queue_depth: int = 64  # requests waiting beyond this are refused with 503 + Retry-After
     gather_ms: float = 5.0

@@ -61,17 +61,28 @@ def santa_neighbours(model, z: torch.Tensor) -> list[dict[str, Any]]:
 
 
 @torch.no_grad()
+def embed_jobs(pipeline, jobs: list[Job]) -> list[torch.Tensor]:
+    """Each job's raw audio embeddings (n_i, D), the audio of all the jobs embedded together: the
+    batcher's `prepare`, run as jobs arrive (on a CPU the encoder costs the same per clip at any
+    batch, so nothing is lost by not waiting for the whole batch)."""
+    rate = pipeline.encoder.sample_rate
+    z = pipeline.embed_audio([(a, rate) for job in jobs for a in job.audio])  # (B, D)
+    return list(torch.split(z, [len(job.audio) for job in jobs]))
+
+
+@torch.no_grad()
 def run_jobs(pipeline, jobs: list[Job]) -> list[list[dict[str, Any]]]:
     """One batched pass over the jobs; per job, one result dict per audio item:
     ask/choose {"answer"}, caption {"caption"}, classify {"label", "scores", "text"}; with
-    {"santa": ...} added when the job asked for an explanation."""
+    {"santa": ...} added when the job asked for an explanation. Audio embeddings come from
+    `job.prepared` where the batcher made them (embed_jobs), else are made here."""
     from mats.api import match_choices, match_labels
 
     model = pipeline.model
-    rate = pipeline.encoder.sample_rate
-    items = [(a, rate) for job in jobs for a in job.audio]
+    unprepared = [job for job in jobs if job.prepared is None]
+    made = iter(embed_jobs(pipeline, unprepared) if unprepared else [])
+    z = torch.cat([job.prepared if job.prepared is not None else next(made) for job in jobs])  # (B, D) raw
     instructions = [job.instruction for job in jobs for _ in job.audio]
-    z = pipeline.embed_audio(items)  # (B, D) raw audio embeddings
     texts = model.generate(model.project_audio(z), instructions)  # B strings
     why = santa_neighbours(model, z) if any(job.explain for job in jobs) else None
 

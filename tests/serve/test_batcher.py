@@ -1,0 +1,94 @@
+"""The batcher alone (mats.serve.batcher), with stand-in work instead of the model."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from mats.serve.batcher import Batcher, Job
+
+
+def job(instruction: str, verb: str = "ask") -> Job:
+    return Job(verb, [np.zeros(4, dtype=np.float32)], instruction)
+
+
+def test_jobs_arriving_while_others_are_prepared_join_their_batch():
+    """Clients answered together send their next requests a few ms apart: the worker prepares the
+    first while the rest arrive, then takes them into the same batched call."""
+    started, release = threading.Event(), threading.Event()
+    rounds, batches = [], []
+
+    def prepare(jobs):
+        rounds.append([j.instruction for j in jobs])
+        started.set()
+        release.wait(10)  # embedding the first job: the others arrive meanwhile
+        return [f"z({j.instruction})" for j in jobs]
+
+    def run_batch(jobs):
+        batches.append([j.prepared for j in jobs])
+        return [j.prepared.upper() for j in jobs]
+
+    b = Batcher(run_batch, batch_size=8, queue_depth=8, gather_ms=0, prepare=prepare)
+    first = b.submit(job("q0"))
+    assert started.wait(10)
+    rest = [b.submit(job(f"q{i}")) for i in range(1, 6)]
+    release.set()
+    assert [f.result(10) for f in [first, *rest]] == [f"Z(Q{i})" for i in range(6)]
+    assert rounds == [["q0"], ["q1", "q2", "q3", "q4", "q5"]]
+    assert batches == [[f"z(q{i})" for i in range(6)]]  # one batched call, not one per round
+    b.close()
+
+
+def test_a_batch_stops_at_batch_size_and_holds_the_job_that_does_not_fit():
+    started, release = threading.Event(), threading.Event()
+    batches = []
+
+    def prepare(jobs):
+        started.set()
+        release.wait(10)
+        return [None] * len(jobs)
+
+    def run_batch(jobs):
+        batches.append([j.instruction for j in jobs])
+        return [j.instruction for j in jobs]
+
+    b = Batcher(run_batch, batch_size=3, queue_depth=8, gather_ms=0, prepare=prepare)
+    futures = [b.submit(job("a"))]
+    assert started.wait(10)
+    futures += [b.submit(job(x)) for x in "bcde"]
+    release.set()
+    assert [f.result(10) for f in futures] == list("abcde")
+    assert batches == [["a", "b", "c"], ["d", "e"]]
+    b.close()
+
+
+def test_a_job_whose_preparation_fails_gets_its_own_error():
+    def prepare(jobs):
+        if any(j.verb == "bad" for j in jobs):
+            raise ValueError("undecodable audio")
+        return [j.instruction for j in jobs]
+
+    b = Batcher(lambda jobs: [j.prepared.upper() for j in jobs], 8, 8, gather_ms=200, prepare=prepare)
+    good = b.submit(job("fine"))
+    bad = b.submit(job("boom", verb="bad"))
+    assert good.result(5) == "FINE"
+    with pytest.raises(ValueError, match="undecodable audio"):
+        bad.result(5)
+    assert b.stats.jobs == 1  # the bad job never reached a batched call
+    b.close()
+
+
+def test_a_failing_batch_is_rerun_one_job_at_a_time():
+    def run_batch(jobs):
+        if any(j.verb == "bad" for j in jobs):
+            raise ValueError("bad job")
+        return [j.instruction.upper() for j in jobs]
+
+    b = Batcher(run_batch, batch_size=8, queue_depth=8, gather_ms=200)
+    good = b.submit(job("fine"))
+    bad = b.submit(job("boom", verb="bad"))
+    assert good.result(5) == "FINE"
+    with pytest.raises(ValueError, match="bad job"):
+        bad.result(5)
+    assert b.stats.failed_batches == 1
+    b.close()
