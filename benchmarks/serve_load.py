@@ -5,7 +5,8 @@
 For each client count, a fresh `mats serve` process on a free loopback port, first batched
 (--batch-size 32) then one request at a time (--batch-size 1); every client sends captions of the
 demo clip back to back for `--seconds`. Printed per run: requests answered, throughput, p50/p95
-latency, 503 refusals and other 5xx; then the ratio of batched to one-at-a-time throughput.
+latency, 503 refusals and other 5xx, and the mean audio items per model call (the server's
+/v1/health stats); then the ratio of batched to one-at-a-time throughput.
 Bounded: only loopback, only the given seconds per run, at most --clients threads.
 """
 
@@ -98,7 +99,8 @@ def main() -> None:
     args = ap.parse_args()
     audio = DEMO.read_bytes()
     print(f"model {args.model}; caption of {DEMO.name} ({len(audio)} bytes); {args.seconds:g} s per run")
-    print(f"{'clients':>7} {'batch':>5} {'answered':>8} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'503':>5} {'5xx':>4}")
+    head = f"{'clients':>7} {'batch':>5} {'answered':>8} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'503':>5} {'5xx':>4}"
+    print(head + "  items/call")
     for clients in args.clients:
         rps = {}
         for batch in (args.batch_size, 1):
@@ -106,13 +108,15 @@ def main() -> None:
             proc = start_server(args.model, port, batch, queue_depth=max(64, 2 * clients))
             try:
                 r = load(f"http://127.0.0.1:{port}/v1/caption", clients, args.seconds, audio)
+                stats = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=10).json()["stats"]
             finally:
                 proc.terminate()
                 proc.wait(30)
             rps[batch] = r["rps"]
             print(
                 f"{clients:>7} {batch:>5} {r['ok']:>8} {r['rps']:>7.1f} {r['p50_ms']:>7.0f} {r['p95_ms']:>7.0f} "
-                f"{r['503']:>5} {r['5xx']:>4}" + (f"  (other: {r['other']})" if r["other"] else "")
+                f"{r['503']:>5} {r['5xx']:>4} {stats['items'] / max(stats['batches'], 1):>6.2f}"
+                + (f"  (other: {r['other']})" if r["other"] else "")
             )
         print(f"{clients:>7} clients: batched / one-at-a-time throughput = {rps[args.batch_size] / rps[1]:.2f}x")
 
