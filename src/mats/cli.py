@@ -371,7 +371,10 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
     batch_size: int = typer.Option(32, help="Audio items per batched model call."),
     queue_depth: int = typer.Option(64, help="Requests that may wait; beyond it: 503 with Retry-After."),
-    gather_ms: float = typer.Option(5.0, help="How long the worker gathers requests into a batch."),
+    gather_ms: float = typer.Option(5.0, help="How long the worker waits for the next request of a batch."),
+    encode_threads: int = typer.Option(
+        0, help="Requests whose audio is embedded at once (0: one per CPU core, at most 4; 1 on a GPU)."
+    ),
     max_upload_mb: float = typer.Option(10.0, help="Upload size limit per request, in MB."),
     max_seconds: float = typer.Option(60.0, help="Audio duration limit per file, in seconds."),
     timeout: float = typer.Option(30.0, help="Per-request time limit, in seconds (over it: 408)."),
@@ -386,6 +389,7 @@ def serve(
         batch_size=batch_size,
         queue_depth=queue_depth,
         gather_ms=gather_ms,
+        encode_threads=encode_threads,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         max_audio_seconds=max_seconds,
         request_timeout_s=timeout,

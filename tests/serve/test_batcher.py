@@ -13,15 +13,16 @@ def job(instruction: str, verb: str = "ask") -> Job:
 
 
 def test_jobs_arriving_while_others_are_prepared_join_their_batch():
-    """Clients answered together send their next requests a few ms apart: the worker prepares the
-    first while the rest arrive, then takes them into the same batched call."""
+    """Clients answered together send their next requests a few ms apart: the worker waits for the
+    first job's preparation while the rest arrive, then takes them into the same batched call."""
     started, release = threading.Event(), threading.Event()
-    rounds, batches = [], []
+    prepared, batches = [], []
 
     def prepare(jobs):
-        rounds.append([j.instruction for j in jobs])
-        started.set()
-        release.wait(10)  # embedding the first job: the others arrive meanwhile
+        prepared.extend(j.instruction for j in jobs)
+        if jobs[0].instruction == "q0":
+            started.set()
+            release.wait(10)  # embedding the first job: the others arrive meanwhile
         return [f"z({j.instruction})" for j in jobs]
 
     def run_batch(jobs):
@@ -34,9 +35,60 @@ def test_jobs_arriving_while_others_are_prepared_join_their_batch():
     rest = [b.submit(job(f"q{i}")) for i in range(1, 6)]
     release.set()
     assert [f.result(10) for f in [first, *rest]] == [f"Z(Q{i})" for i in range(6)]
-    assert rounds == [["q0"], ["q1", "q2", "q3", "q4", "q5"]]
-    assert batches == [[f"z(q{i})" for i in range(6)]]  # one batched call, not one per round
+    assert prepared == [f"q{i}" for i in range(6)]  # each job once, in arrival order
+    assert batches == [[f"z(q{i})" for i in range(6)]]  # one batched call
     b.close()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_jobs_are_prepared_while_a_batch_runs(threads):
+    """The next jobs are embedded while the worker's batched call is under way, not after it."""
+    in_batch, release = threading.Event(), threading.Event()
+    prepared_during_batch = threading.Event()
+    batches = []
+
+    def prepare(jobs):
+        if in_batch.is_set() and not release.is_set():
+            prepared_during_batch.set()
+        return [j.instruction for j in jobs]
+
+    def run_batch(jobs):
+        batches.append([j.prepared for j in jobs])
+        if len(batches) == 1:
+            in_batch.set()
+            release.wait(10)  # the first batch generates until the test lets it go
+        return [j.prepared for j in jobs]
+
+    b = Batcher(run_batch, batch_size=8, queue_depth=8, gather_ms=0, prepare=prepare, prepare_threads=threads)
+    first = b.submit(job("a"))
+    assert in_batch.wait(10)
+    later = [b.submit(job(x)) for x in "bc"]
+    assert prepared_during_batch.wait(10)  # prepared while the batch of "a" is still running
+    release.set()
+    assert [f.result(10) for f in [first, *later]] == ["a", "b", "c"]
+    assert batches == [["a"], ["b", "c"]]
+    b.close()
+
+
+def test_a_job_cancelled_before_its_preparation_is_never_prepared():
+    started, release = threading.Event(), threading.Event()
+    prepared = []
+
+    def prepare(jobs):
+        prepared.extend(j.instruction for j in jobs)
+        started.set()
+        release.wait(10)
+        return [j.instruction for j in jobs]
+
+    b = Batcher(lambda jobs: [j.prepared for j in jobs], 8, 8, gather_ms=0, prepare=prepare, prepare_threads=1)
+    first = b.submit(job("a"))
+    assert started.wait(10)
+    gone = b.submit(job("b"))  # waits behind "a" on the one preparing thread
+    assert gone.cancel()  # its client gave up (the app's time limit)
+    release.set()
+    assert first.result(10) == "a"
+    b.close()
+    assert prepared == ["a"] and b.stats.jobs == 1
 
 
 def test_a_batch_stops_at_batch_size_and_holds_the_job_that_does_not_fit():

@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import soundfile as sf
+import torch
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -34,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mats.serve.batcher import Batcher, Job, QueueFull
-from mats.serve.config import ServeConfig
+from mats.serve.config import ServeConfig, encode_threads_for
 from mats.serve.engine import embed_jobs, instruction_for, run_jobs
 
 STATIC = Path(__file__).parent / "static"
@@ -126,6 +127,7 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
         cfg.queue_depth,
         cfg.gather_ms,
         prepare=lambda jobs: embed_jobs(pipeline, jobs),
+        prepare_threads=encode_threads_for(cfg, pipeline.model.device.type),
     )
     started = time.monotonic()
     rate = pipeline.encoder.sample_rate
@@ -273,6 +275,7 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
             },
             "uptime_s": round(time.monotonic() - started, 3),
             "batch_size": cfg.batch_size,
+            "encode_threads": encode_threads_for(cfg, pipeline.model.device.type),
             "queue_depth": cfg.queue_depth,
             "waiting": batcher.waiting(),
             "stats": vars(batcher.stats),
@@ -287,7 +290,10 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
 
 
 def serve(pipeline, cfg: ServeConfig) -> None:
-    """Run the app with uvicorn until interrupted (what `mats serve` calls)."""
+    """Run the app with uvicorn until interrupted (what `mats serve` calls). With several encode
+    threads on a CPU, torch computes on one thread each (ServeConfig.encode_threads)."""
     import uvicorn
 
+    if pipeline.model.device.type == "cpu" and encode_threads_for(cfg, "cpu") > 1:
+        torch.set_num_threads(1)
     uvicorn.run(create_app(pipeline, cfg), host=cfg.host, port=cfg.port, log_level="info")

@@ -1,18 +1,20 @@
-"""A bounded request queue drained by one worker thread that owns the model.
+"""A bounded request queue drained by one worker thread that owns the batched model call.
 
 Requests (`Job`s) wait in a queue of at most `queue_depth`; a full queue refuses at once (the app
 answers 503 with Retry-After), so load never builds an unbounded backlog.
 
-The worker builds a batch of up to `batch_size` audio items in rounds: it takes the first job and
-every job waiting behind it, runs `prepare` on them (the per-item work that gains nothing from
-batching: embedding their audio), then takes the jobs that arrived meanwhile, or the first to
-arrive within `gather_ms`, and prepares those; when a round finds none, one batched call
-(`run_batch`: generation) answers them all. Gathering while preparing matters under load: clients
-answered together send their next requests a few ms apart, and a fixed gathering window after
-the first would split them into two half batches, each paying the whole batched call.
+Two stages run side by side. From the moment a job is queued, a pool of `prepare_threads` threads
+runs `prepare` on it: the per-item work that gains nothing from batching (embedding its audio:
+on a CPU the audio CNN costs the same per clip at any batch). The worker builds a batch of up to
+`batch_size` audio items in rounds: it takes the first job and every job waiting behind it, waits
+for their preparations, then takes the jobs that arrived meanwhile, or the first to arrive within
+`gather_ms`; when a round finds none, one batched call (`run_batch`: generation) answers them all.
+So the next jobs are embedded while a batch generates, and clients answered together, whose next
+requests come back a few ms apart, share a batch again (a fixed gathering window after the first
+would split them into two half batches, each paying the whole batched call).
 
 When a batch fails, its jobs are re-run one at a time, so a bad request gets its own error and
-never another request's; so are the jobs of a round whose preparation fails.
+never another request's; a job whose preparation fails gets its own error and leaves its batch.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,7 @@ class Job:
     explain: bool = False  # also return Santa's neighbours
     future: Future = field(default_factory=Future)
     prepared: Any = None  # what `prepare` made of the job (its audio embeddings), before the batched call
+    preparing: Future | None = None  # the preparation under way
 
 
 RunBatch = Callable[[list[Job]], list[Any]]  # jobs -> one result per job
@@ -65,9 +68,13 @@ class Batcher:
         queue_depth: int,
         gather_ms: float,
         prepare: Prepare | None = None,
+        prepare_threads: int = 1,
     ) -> None:
         self.run_batch = run_batch
         self.prepare = prepare
+        if prepare_threads < 1:
+            raise ValueError(f"prepare_threads must be at least 1, got {prepare_threads}")
+        self._pool = ThreadPoolExecutor(prepare_threads, "mats-serve-prepare") if prepare else None
         self.batch_size = batch_size
         self.gather_s = gather_ms / 1000.0
         self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_depth)
@@ -78,12 +85,22 @@ class Batcher:
         self._thread.start()
 
     def submit(self, job: Job) -> Future:
+        if self._pool is not None:
+            job.preparing = self._pool.submit(self._prepare_one, job)
         try:
             self.queue.put_nowait(job)
         except queue.Full:
+            if job.preparing is not None:
+                job.preparing.cancel()
             self.stats.refused += 1
             raise QueueFull from None
         return job.future
+
+    def _prepare_one(self, job: Job) -> Any:
+        if job.future.cancelled():  # its client gave up while it waited
+            return None
+        (prepared,) = self.prepare([job])
+        return prepared
 
     def waiting(self) -> int:
         return self.queue.qsize()
@@ -92,6 +109,8 @@ class Batcher:
         """Stop the worker after the jobs already queued (a sentinel joins the queue)."""
         self.queue.put(None)
         self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ---------------------------------------------------------------- the worker
 
@@ -132,20 +151,19 @@ class Batcher:
         return jobs
 
     def _prepare(self, jobs: list[Job]) -> list[Job]:
-        """The jobs with `prepared` set; a job whose preparation fails gets its error and leaves."""
-        if self.prepare is None or not jobs:
-            return jobs
-        try:
-            prepared = self.prepare(jobs)
-        except Exception as err:
-            if len(jobs) == 1:
-                jobs[0].future.set_exception(err)
-                return []
-            # one at a time: each job gets its own preparation or its own error
-            return [job for one in jobs for job in self._prepare([one])]
-        for job, value in zip(jobs, prepared, strict=True):
-            job.prepared = value
-        return jobs
+        """The jobs with `prepared` set, once their preparations are done; a job whose
+        preparation failed gets its error and leaves."""
+        ready = []
+        for job in jobs:
+            if job.preparing is None:
+                ready.append(job)
+                continue
+            try:
+                job.prepared = job.preparing.result()
+                ready.append(job)
+            except Exception as err:
+                job.future.set_exception(err)
+        return ready
 
     def _loop(self) -> None:
         while True:

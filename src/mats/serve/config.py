@@ -13,12 +13,16 @@ class ServeConfigError(ValueError):
 class ServeConfig:
     host: str = "127.0.0.1"  # loopback by default: exposing the server is the user's choice
     port: int = 8000
-    # Batching: one worker thread owns the model; requests wait in a bounded queue, and the worker
-    # gathers up to `batch_size` audio items per call, embedding them as they arrive and waiting
-    # at most `gather_ms` for the next (mats/serve/batcher.py).
+    # Batching: requests wait in a bounded queue; `encode_threads` threads embed their audio from
+    # the moment they are queued, and one worker gathers up to `batch_size` audio items per
+    # generate call, waiting at most `gather_ms` for the next (mats/serve/batcher.py).
     batch_size: int = 32
     queue_depth: int = 64  # requests waiting beyond this are refused with 503 + Retry-After
     gather_ms: float = 5.0
+    # 0: auto (encode_threads_for): on a CPU one per core, at most 4, each clip computed by one
+    # torch thread (`serve` sets torch to 1 thread then: several clips at once use the cores
+    # better than one clip split across them; docs/experiments.md section 11); 1 on a GPU.
+    encode_threads: int = 0
     # Limits: a request over any of them gets a 4xx with a JSON {"error": ...}.
     max_upload_bytes: int = 10 * 1024 * 1024  # per request (all files together)
     max_audio_seconds: float = 60.0  # per file, after decoding
@@ -35,10 +39,26 @@ class ServeConfig:
             value = getattr(self, f.name)
             if f.name in ("host",):
                 continue
-            if f.name == "gather_ms":
+            if f.name in ("gather_ms", "encode_threads"):
                 if value < 0:
-                    raise ServeConfigError(f"gather_ms must be >= 0, got {value}")
+                    raise ServeConfigError(f"{f.name} must be >= 0, got {value}")
             elif not value > 0:
                 raise ServeConfigError(f"{f.name} must be > 0, got {value}")
         if not 0 < self.port < 65536:
             raise ServeConfigError(f"port must lie in 1..65535, got {self.port}")
+
+
+MAX_AUTO_ENCODE_THREADS = 4
+
+
+def encode_threads_for(cfg: ServeConfig, device_type: str) -> int:
+    """The encode threads `cfg` asks for, "auto" (0) resolved: one per CPU core available to this
+    process, at most MAX_AUTO_ENCODE_THREADS, on a CPU; 1 on an accelerator (its kernels batch)."""
+    if cfg.encode_threads:
+        return cfg.encode_threads
+    if device_type != "cpu":
+        return 1
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_AUTO_ENCODE_THREADS))
