@@ -231,26 +231,26 @@ class AisfxTower(nn.Module):
 
 def folded_tower(tower: AisfxTower, dtype: torch.dtype = torch.bfloat16) -> AisfxTower:
     """A frozen inference copy of `tower`: each batch norm folded into the convolution before it
-    (torch's `fuse_conv_bn_eval`: the convolution gains a bias, the norm becomes the identity), the
+    (torch's `fuse_conv_bn_weights`: the convolution gains a bias, the norm becomes the identity), the
     network held in `dtype`, channels-last, on the tower's device; the front end stays fp32.
 
     Why: on a CPU with bf16 in hardware the unfolded network under a bf16 autocast spends a quarter
     of its time on the norms and on casting weights at every call; the folded bf16 copy computes the
     same embeddings to bf16 rounding, faster (docs/experiments.md, "Latency"). For inference only:
     the copy's weights no longer train like the original's."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    from copy import deepcopy
 
-    from mats.devices import module_device
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-    copy = AisfxTower(tower.net.cfg).to(module_device(tower))
-    copy.net.load_state_dict(tower.net.state_dict())
-    copy.eval()
+    copy = deepcopy(tower).eval().requires_grad_(False)
     for block in (copy.net.conv_block1, copy.net.conv_block2, copy.net.conv_block3, copy.net.conv_block4):
-        block.conv1 = fuse_conv_bn_eval(block.conv1, block.bn1)
-        block.conv2 = fuse_conv_bn_eval(block.conv2, block.bn2)
+        for conv, bn in ((block.conv1, block.bn1), (block.conv2, block.bn2)):
+            conv.weight, conv.bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+            )
         block.bn1, block.bn2 = nn.Identity(), nn.Identity()
     copy.net.to(dtype=dtype, memory_format=torch.channels_last)
-    return copy.requires_grad_(False)
+    return copy.requires_grad_(False)  # the fused parameters are new ones
 
 
 # --------------------------------------------------------------------------------------------
