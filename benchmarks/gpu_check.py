@@ -15,7 +15,9 @@
    peak memory (torch.cuda.max_memory_allocated) beside mats.plan's estimate for the same run.
    Then the plain run again at each --micro-batches size (default 128: the whole batch in one
    pass), to see whether the host or the GPU bounds a step (the H100 run of docs/experiments.md
-   section 15 reached 3.2% MFU at micro-batch 32, host-bound by its timings).
+   section 15 reached 3.2% MFU at micro-batch 32, host-bound by its timings), and compiled with
+   each --compile backend (default inductor: `train.compile_backend`, fused kernels). A variant
+   that fails is reported with its error; the others still run.
 3. Trains the first --compare-steps steps on the device and on the CPU, dropout off (a CUDA and a
    CPU generator never draw the same masks), and checks the losses agree within bf16 tolerance.
 4. Loads the trained model and captions a batch of 32 random 7 s waveforms (HTSAT, Santa, the
@@ -242,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="Keep the runs here (default: a temporary folder).")
     ap.add_argument("--json", type=Path, default=None, help="Also write the summary here.")
     ap.add_argument(
+        "--compile",
+        nargs="*",
+        default=None,
+        help="Also train the plain run compiled with these torch.compile backends (default inductor; --small: none).",
+    )
+    ap.add_argument(
         "--micro-batches",
         type=int,
         nargs="*",
@@ -280,11 +288,19 @@ def main(argv: list[str] | None = None) -> int:
 
     runs, tokens = {}, None
     extra = args.micro_batches if args.micro_batches is not None else ([] if args.small else [128])
+    args.compile = args.compile if args.compile is not None else ([] if args.small else ["inductor"])
     plan = [("plain", False, []), ("checkpointing", True, [])]
     plan += [(f"plain, micro-batch {mb}", False, [f"train.micro_batch_size={mb}"]) for mb in extra]
+    plan += [(f"plain, compiled {b}", False, [f"train.compile_backend={b}"]) for b in args.compile]
     for name, ckpt, over in plan:
         run = run_config(args, clap, lm, cache, [f"train.gradient_checkpointing={str(ckpt).lower()}", *over])
-        res = train_once(run, work / name.replace(", micro-batch ", "-mb"), args.steps, device)
+        folder = work / name.replace(", micro-batch ", "-mb").replace(", compiled ", "-compiled-")
+        try:
+            res = train_once(run, folder, args.steps, device)
+        except Exception as err:  # one failed variant (say, no triton for inductor) keeps the others
+            runs[name] = {"error": f"{type(err).__name__}: {str(err).strip()[:300]}"}
+            print(f"[{name}] {json.dumps(runs[name])}", flush=True)
+            continue
         sizes = measure(run)
         tokens = tokens or row_tokens(res["final"], run)  # the same records and tokenizer in both runs
         mean_row, mean_answer = tokens

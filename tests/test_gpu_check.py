@@ -25,6 +25,7 @@ def test_gpu_check_runs_on_the_cpu_without_the_absent_modules(tmp_path):
     summary = tmp_path / "summary.json"
     args = ["--device", "cpu", "--small", "--steps", "3", "--compare-steps", "2", "--json", str(summary)]
     args += ["--micro-batches", "8"]  # the small batch (8) in one pass
+    args += ["--compile", "aot_eager", "no-such-backend"]  # a compiled variant, and one that fails
     r = run_without_absent_modules(
         f"import runpy\nsys.argv = ['gpu_check.py', *{args!r}]\n"
         "runpy.run_path('benchmarks/gpu_check.py', run_name='__main__')"
@@ -39,6 +40,10 @@ def test_gpu_check_runs_on_the_cpu_without_the_absent_modules(tmp_path):
     assert math.isfinite(whole["last_loss"]) and whole["last_loss"] > 0  # (dropout draws differ from plain's)
     # recomputing the activations replays dropout's RNG: the same losses, within float noise
     assert abs(plain["last_loss"] - ckpt["last_loss"]) < 1e-4 * abs(plain["last_loss"])
+    compiled = doc["train"]["plain, compiled aot_eager"]
+    assert compiled["samples_per_s"] > 0
+    assert abs(plain["last_loss"] - compiled["last_loss"]) < 1e-4 * abs(plain["last_loss"])
+    assert "not a torch.compile backend" in doc["train"]["plain, compiled no-such-backend"]["error"]
     check = doc["loss_check"]
     assert check["ok"] and len(check["device"]) == len(check["cpu"]) == 2
     assert doc["caption"]["n"] == 4 and isinstance(doc["caption"]["example"], str)

@@ -289,6 +289,27 @@ def test_gradient_checkpointing_trains_as_without(tmp_path):
     assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
 
 
+def test_compiled_training_computes_what_eager_training_does(tmp_path):
+    """train.compile_backend compiles the LM's layers and the mapper in place ("aot_eager": the
+    graph capture of "inductor" without generating code, so this runs anywhere): the same losses,
+    and a saved model with the same weight names."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    for backend in (None, "aot_eager"):
+        cfg = tiny_run_config(tmp_path / "cache", max_steps=2, checkpoint_every=100, compile_backend=backend)
+        train(cfg, tmp_path / str(backend), progress=False)
+    assert counters["stats"]["unique_graphs"] > 0  # something was compiled
+    assert [r["loss"] for r in _losses(tmp_path / "aot_eager")] == pytest.approx(
+        [r["loss"] for r in _losses(tmp_path / "None")], rel=1e-5
+    )
+    a, b = _weights(tmp_path / "None"), _weights(tmp_path / "aot_eager")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+    bad = tiny_run_config(tmp_path / "cache", max_steps=1, compile_backend="no-such-backend")
+    with pytest.raises(TrainError, match="'no-such-backend' is not a torch.compile backend"):
+        train(bad, tmp_path / "bad", progress=False)
+
+
 def test_relative_checkpoint_paths_load_from_any_directory(tmp_path, monkeypatch):
     """A preset naming its LM by a path relative to the working directory (as gpt2-laion.yaml
     does): the trained model's config.json names it absolutely, so it loads from elsewhere."""

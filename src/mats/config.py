@@ -283,6 +283,12 @@ class TrainConfig:
     # Recompute the frozen LM's activations in the backward pass instead of keeping them (non-
     # reentrant torch.utils.checkpoint): about a third more compute for a fraction of the memory.
     gradient_checkpointing: bool = False
+    # torch.compile the LM's layer stack and the mapper with this backend ("inductor": torch's
+    # default, fused kernels; "aot_eager": the same graph capture without code generation, for
+    # debugging). None: eager. Why: a GPT-2-sized step on a GPU is bound by launching thousands of
+    # small operations one by one, not by the GPU (docs/experiments.md section 15). The first steps
+    # pay the compilation; dynamic shapes, so the rows' padded lengths do not recompile.
+    compile_backend: str | None = None
     # Several processes (torchrun): "ddp" replicates the model; "fsdp" shards the LM's weights,
     # the adapters and the mapper over the processes (FSDP2 fully_shard; mats.parallel says why).
     parallel: Literal["ddp", "fsdp"] = "ddp"
@@ -302,6 +308,8 @@ class TrainConfig:
                 raise ValueError(f"task_weights.{task} must be a finite number >= 0, got {weight!r}")
         if not DEVICE_SPEC.fullmatch(self.device):
             raise ValueError(f"device must be one of {DEVICE_HELP}, got {self.device!r}")
+        if self.compile_backend is not None and not self.compile_backend:
+            raise ValueError("compile_backend must name a torch.compile backend (e.g. inductor) or be null")
 
 
 @dataclass

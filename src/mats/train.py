@@ -389,11 +389,29 @@ def _build_model(run: RunConfig, data: TrainingData, d: Dist) -> MATS:
     model = MATS.build(run.model, encoder=data.encoder, corpus=data.corpus())
     if tc.gradient_checkpointing:
         enable_gradient_checkpointing(model.lm)
+    if tc.compile_backend:
+        compile_for_training(model, tc.compile_backend)
     if d.world > 1 and tc.parallel == "fsdp":
         # sharded from the CPU: each unit goes to the device as its shard, so no process ever
         # holds the whole model there (a 7B base need not fit one GPU)
         parallel.shard(model, d.device, d.world)
     return model.place(d.device)  # the rest: the whole model, or the encoder and the memory
+
+
+def compile_for_training(model: MATS, backend: str) -> None:
+    """torch.compile, in place, the modules a step spends its operations in: the LM's layer stack
+    (what mats.lm.labelled_loss calls) and the mapper. Module.compile keeps the parameters and
+    their state-dict names, so checkpoints, DDP, FSDP and saving see the same module; the prompt
+    assembly, whose Python lists would recompile at every batch, stays eager."""
+    import torch._dynamo
+
+    if backend not in torch._dynamo.list_backends(exclude_tags=()):  # every registered name
+        raise TrainError(
+            f"train.compile_backend {backend!r} is not a torch.compile backend "
+            f"(for example: {', '.join(torch._dynamo.list_backends())}, aot_eager)"
+        )
+    model.lm.get_base_model().base_model.compile(backend=backend, dynamic=True)
+    model.mapper.compile(backend=backend, dynamic=True)
 
 
 def micro_batches(tc: TrainConfig, d: Dist) -> list[range]:
