@@ -70,6 +70,29 @@ def test_jobs_are_prepared_while_a_batch_runs(threads):
     b.close()
 
 
+def test_one_preparing_thread_prepares_the_waiting_jobs_together():
+    """With one preparing thread (a GPU), the jobs that queued while it was busy are embedded in
+    one call, not one call each."""
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def prepare(jobs):
+        calls.append([j.instruction for j in jobs])
+        if len(calls) == 1:
+            started.set()
+            release.wait(10)
+        return [j.instruction for j in jobs]
+
+    b = Batcher(lambda jobs: [j.prepared for j in jobs], 8, 8, gather_ms=0, prepare=prepare, prepare_threads=1)
+    futures = [b.submit(job("a"))]
+    assert started.wait(10)
+    futures += [b.submit(job(x)) for x in "bcde"]
+    release.set()
+    assert [f.result(10) for f in futures] == list("abcde")
+    assert calls == [["a"], ["b", "c", "d", "e"]]
+    b.close()
+
+
 def test_a_job_cancelled_before_its_preparation_is_never_prepared():
     started, release = threading.Event(), threading.Event()
     prepared = []

@@ -3,9 +3,11 @@
 Requests (`Job`s) wait in a queue of at most `queue_depth`; a full queue refuses at once (the app
 answers 503 with Retry-After), so load never builds an unbounded backlog.
 
-Two stages run side by side. From the moment a job is queued, a pool of `prepare_threads` threads
-runs `prepare` on it: the per-item work that gains nothing from batching (embedding its audio:
-on a CPU the audio CNN costs the same per clip at any batch). The worker builds a batch of up to
+Two stages run side by side. From the moment a job is queued, `prepare_threads` threads run
+`prepare` on it (embedding its audio): one thread prepares all the jobs waiting in one call
+(what a GPU encoder wants); one thread per CPU core prepares a job at a time each (on a CPU the
+audio CNN costs the same per clip at any batch, and several clips at once use the cores better
+than one clip split across them). The worker builds a batch of up to
 `batch_size` audio items in rounds: it takes the first job and every job waiting behind it, waits
 for their preparations, then takes the jobs that arrived meanwhile, or the first to arrive within
 `gather_ms`; when a round finds none, one batched call (`run_batch`: generation) answers them all.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +76,6 @@ class Batcher:
         self.prepare = prepare
         if prepare_threads < 1:
             raise ValueError(f"prepare_threads must be at least 1, got {prepare_threads}")
-        self._pool = ThreadPoolExecutor(prepare_threads, "mats-serve-prepare") if prepare else None
         self.batch_size = batch_size
         self.gather_s = gather_ms / 1000.0
         self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_depth)
@@ -83,34 +84,79 @@ class Batcher:
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="mats-serve-worker", daemon=True)
         self._thread.start()
+        # jobs queued and not yet taken by a preparing thread (no bound: every one is also in `queue`)
+        self._to_prepare: queue.Queue[Job | None] = queue.Queue()
+        self._preparers = [
+            threading.Thread(target=self._prepare_loop, name=f"mats-serve-prepare-{i}", daemon=True)
+            for i in range(prepare_threads if prepare else 0)
+        ]
+        for t in self._preparers:
+            t.start()
 
     def submit(self, job: Job) -> Future:
-        if self._pool is not None:
-            job.preparing = self._pool.submit(self._prepare_one, job)
+        if self._preparers:
+            job.preparing = Future()
         try:
             self.queue.put_nowait(job)
         except queue.Full:
-            if job.preparing is not None:
-                job.preparing.cancel()
             self.stats.refused += 1
             raise QueueFull from None
+        if self._preparers:
+            self._to_prepare.put(job)
         return job.future
-
-    def _prepare_one(self, job: Job) -> Any:
-        if job.future.cancelled():  # its client gave up while it waited
-            return None
-        (prepared,) = self.prepare([job])
-        return prepared
 
     def waiting(self) -> int:
         return self.queue.qsize()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the worker after the jobs already queued (a sentinel joins the queue)."""
+        """Stop the worker after the jobs already queued (a sentinel joins the queue), then the
+        preparing threads (one sentinel each)."""
         self.queue.put(None)
         self._thread.join(timeout)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        for _ in self._preparers:
+            self._to_prepare.put(None)
+
+    # ---------------------------------------------------------------- the preparing threads
+
+    def _prepare_loop(self) -> None:
+        """Prepare waiting jobs: a thread alone prepares every job waiting in one call (a GPU
+        encoder batches them); several threads (one per CPU core) take one job per call each, so
+        every core stays busy to the last job of a round (a thread holding a share of the waiting
+        jobs may still be working when the others are done)."""
+        while True:
+            jobs = [self._to_prepare.get()]
+            if jobs[0] is None:
+                return
+            while len(self._preparers) == 1 and len(jobs) < self.batch_size:
+                try:
+                    job = self._to_prepare.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:  # closing: leave the sentinel for a thread, finish these
+                    self._to_prepare.put(None)
+                    break
+                jobs.append(job)
+            self._prepare_now(jobs)
+
+    def _prepare_now(self, jobs: list[Job]) -> None:
+        """Set each job's `preparing` future: its preparation, or its error; a job whose client
+        gave up while it waited is not prepared (None)."""
+        for job in [j for j in jobs if j.future.cancelled()]:
+            job.preparing.set_result(None)
+        jobs = [j for j in jobs if not j.future.cancelled()]
+        if not jobs:
+            return
+        try:
+            values = self.prepare(jobs)
+        except Exception as err:
+            if len(jobs) == 1:
+                jobs[0].preparing.set_exception(err)
+                return
+            for job in jobs:  # one at a time: each job gets its own preparation or its own error
+                self._prepare_now([job])
+            return
+        for job, value in zip(jobs, values, strict=True):
+            job.preparing.set_result(value)
 
     # ---------------------------------------------------------------- the worker
 
