@@ -82,15 +82,14 @@ class Batcher:
         self.stats = BatchStats()
         self._held: Job | None = None  # a job gathered that did not fit its batch: it goes first next
         self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="mats-serve-worker", daemon=True)
-        self._thread.start()
         # jobs queued and not yet taken by a preparing thread (no bound: every one is also in `queue`)
         self._to_prepare: queue.Queue[Job | None] = queue.Queue()
         self._preparers = [
             threading.Thread(target=self._prepare_loop, name=f"mats-serve-prepare-{i}", daemon=True)
             for i in range(prepare_threads if prepare else 0)
         ]
-        for t in self._preparers:
+        self._thread = threading.Thread(target=self._loop, name="mats-serve-worker", daemon=True)
+        for t in [*self._preparers, self._thread]:
             t.start()
 
     def submit(self, job: Job) -> Future:
@@ -141,9 +140,13 @@ class Batcher:
     def _prepare_now(self, jobs: list[Job]) -> None:
         """Set each job's `preparing` future: its preparation, or its error; a job whose client
         gave up while it waited is not prepared (None)."""
-        for job in [j for j in jobs if j.future.cancelled()]:
-            job.preparing.set_result(None)
-        jobs = [j for j in jobs if not j.future.cancelled()]
+        live = []
+        for job in jobs:
+            if job.future.cancelled():
+                job.preparing.set_result(None)
+            else:
+                live.append(job)
+        jobs = live
         if not jobs:
             return
         try:
@@ -169,7 +172,7 @@ class Batcher:
         batch, arrived = [], self._take([first], 0)
         while arrived:
             # A job whose client gave up (time limit) was cancelled: skip it.
-            batch += self._prepare([j for j in arrived if j.future.set_running_or_notify_cancel()])
+            batch += self._await_preparations([j for j in arrived if j.future.set_running_or_notify_cancel()])
             if self._held is not None or self._stopping:
                 break
             arrived = self._take([], sum(len(j.audio) for j in batch))
@@ -196,7 +199,7 @@ class Batcher:
             items += len(job.audio)
         return jobs
 
-    def _prepare(self, jobs: list[Job]) -> list[Job]:
+    def _await_preparations(self, jobs: list[Job]) -> list[Job]:
         """The jobs with `prepared` set, once their preparations are done; a job whose
         preparation failed gets its error and leaves."""
         ready = []
