@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mats.serve.batcher import Batcher, Job, QueueFull
-from mats.serve.config import ServeConfig, encode_threads_for
+from mats.serve.config import ServeConfig, encode_threads_for, torch_threads_for
 from mats.serve.engine import embed_jobs, instruction_for, run_jobs
 
 STATIC = Path(__file__).parent / "static"
@@ -291,9 +291,10 @@ def create_app(pipeline, cfg: ServeConfig | None = None) -> FastAPI:
 
 def serve(pipeline, cfg: ServeConfig) -> None:
     """Run the app with uvicorn until interrupted (what `mats serve` calls). With several encode
-    threads on a CPU, torch computes on one thread each (ServeConfig.encode_threads)."""
+    threads on a CPU, torch's threads are the cores shared among them (torch_threads_for)."""
     import uvicorn
 
-    if pipeline.model.device.type == "cpu" and encode_threads_for(cfg, "cpu") > 1:
-        torch.set_num_threads(1)
+    threads = torch_threads_for(cfg, pipeline.model.device.type)
+    if threads is not None:
+        torch.set_num_threads(threads)
     uvicorn.run(create_app(pipeline, cfg), host=cfg.host, port=cfg.port, log_level="info")

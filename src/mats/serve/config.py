@@ -19,9 +19,10 @@ class ServeConfig:
     batch_size: int = 32
     queue_depth: int = 64  # requests waiting beyond this are refused with 503 + Retry-After
     gather_ms: float = 5.0
-    # 0: auto (encode_threads_for): on a CPU one per core, at most 4, each clip computed by one
-    # torch thread (`serve` sets torch to 1 thread then: several clips at once use the cores
-    # better than one clip split across them; docs/experiments.md section 11); 1 on a GPU.
+    # 0: auto (encode_threads_for): on a CPU one per core, at most 4, with the cores shared among
+    # them (`serve` sets torch's threads, torch_threads_for: one each on 2 cores; several clips at
+    # once use the cores better than one clip split across them; docs/experiments.md section 11);
+    # 1 on a GPU.
     encode_threads: int = 0
     # Limits: a request over any of them gets a 4xx with a JSON {"error": ...}.
     max_upload_bytes: int = 10 * 1024 * 1024  # per request (all files together)
@@ -51,6 +52,13 @@ class ServeConfig:
 MAX_AUTO_ENCODE_THREADS = 4
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def encode_threads_for(cfg: ServeConfig, device_type: str) -> int:
     """The encode threads `cfg` asks for, "auto" (0) resolved: one per CPU core available to this
     process, at most MAX_AUTO_ENCODE_THREADS, on a CPU; 1 on an accelerator (its kernels batch)."""
@@ -58,7 +66,14 @@ def encode_threads_for(cfg: ServeConfig, device_type: str) -> int:
         return cfg.encode_threads
     if device_type != "cpu":
         return 1
-    import os
+    return max(1, min(available_cores(), MAX_AUTO_ENCODE_THREADS))
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, MAX_AUTO_ENCODE_THREADS))
+
+def torch_threads_for(cfg: ServeConfig, device_type: str, cores: int | None = None) -> int | None:
+    """Torch's threads for a server on a CPU with several encode threads: the cores shared among
+    them (one each on a 2-core machine), so that clips embedded at once do not oversubscribe the
+    cores; None (torch's own setting) with one encode thread or on an accelerator."""
+    threads = encode_threads_for(cfg, device_type)
+    if device_type != "cpu" or threads < 2:
+        return None
+    return max(1, (cores or available_cores()) // threads)
