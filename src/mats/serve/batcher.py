@@ -62,6 +62,24 @@ class BatchStats:
     failed_batches: int = 0  # batches re-run one job at a time
 
 
+def settle(call: Callable[[list[Job]], list[Any]], jobs: list[Job], future: Callable[[Job], Future]) -> bool:
+    """Set each job's `future(job)` to its value from one `call(jobs)` (one value per job). When
+    that call fails, call each job alone, so a bad job gets its own error and never another
+    job's. False when a call over several jobs failed."""
+    try:
+        pairs = list(zip(jobs, call(jobs), strict=True))
+    except Exception as err:
+        if len(jobs) == 1:
+            future(jobs[0]).set_exception(err)
+            return True
+        for job in jobs:
+            settle(call, [job], future)
+        return False
+    for job, value in pairs:
+        future(job).set_result(value)
+    return True
+
+
 class Batcher:
     def __init__(
         self,
@@ -146,20 +164,8 @@ class Batcher:
                 job.preparing.set_result(None)
             else:
                 live.append(job)
-        jobs = live
-        if not jobs:
-            return
-        try:
-            values = self.prepare(jobs)
-        except Exception as err:
-            if len(jobs) == 1:
-                jobs[0].preparing.set_exception(err)
-                return
-            for job in jobs:  # one at a time: each job gets its own preparation or its own error
-                self._prepare_now([job])
-            return
-        for job, value in zip(jobs, values, strict=True):
-            job.preparing.set_result(value)
+        if live:
+            settle(self.prepare, live, lambda job: job.preparing)
 
     # ---------------------------------------------------------------- the worker
 
@@ -228,18 +234,5 @@ class Batcher:
         self.stats.batches += 1
         self.stats.jobs += len(jobs)
         self.stats.items += sum(len(j.audio) for j in jobs)
-        try:
-            results = self.run_batch(jobs)
-        except Exception as err:
-            if len(jobs) == 1:
-                jobs[0].future.set_exception(err)
-                return
+        if not settle(self.run_batch, jobs, lambda job: job.future):
             self.stats.failed_batches += 1
-            for job in jobs:  # one at a time: each job gets its own result or its own error
-                try:
-                    job.future.set_result(self.run_batch([job])[0])
-                except Exception as one_err:
-                    job.future.set_exception(one_err)
-            return
-        for job, result in zip(jobs, results):
-            job.future.set_result(result)
